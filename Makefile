@@ -1,0 +1,32 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   - install into .venv, then run the main job on the embedded default
+#   make test   - install into .venv, lint, run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Dev/CI pin: the CPU build of torch. The library itself only asks for a range.
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: install demo test lint bench
+
+$(BIN)/vesselzip: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(BIN)/vesselzip
+
+install: $(BIN)/vesselzip
+
+demo: install
+	$(BIN)/vesselzip demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/codec_throughput.py

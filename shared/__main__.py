@@ -1,0 +1,5 @@
+import sys
+
+from vesselzip.cli import main
+
+sys.exit(main())

@@ -1,0 +1,39 @@
+"""Typed errors. Every message is written for the user: the API maps these to 4xx
+responses and the CLI prints them as one line, so they must never need a traceback."""
+
+
+class VesselzipError(Exception):
+    """Base class for every error vesselzip raises on purpose."""
+
+    #: HTTP status the gateway answers with for this kind of error.
+    http_status = 400
+
+
+class InvalidVolumeError(VesselzipError):
+    """The upload is not a usable 3D volume (not NIfTI, corrupt, 4D, empty, NaN...)."""
+
+    http_status = 422
+
+
+class VolumeTooLargeError(InvalidVolumeError):
+    """The volume (or its decompressed stream) exceeds a configured limit."""
+
+    http_status = 413
+
+
+class InvalidCodecConfigError(VesselzipError):
+    """Unknown codec id, unknown mode, or a parameter out of range."""
+
+    http_status = 422
+
+
+class CorruptBlobError(VesselzipError):
+    """A stored compressed-volume blob failed its checks (magic, version, checksum)."""
+
+    http_status = 422
+
+
+class NotFoundError(VesselzipError):
+    """A job, dataset, sweep or blob does not exist."""
+
+    http_status = 404
