@@ -1,0 +1,259 @@
+"""The bidirectional Mamba mixer ("bimamba v2") of MambaVesselNet++.
+
+Two paths compute the same numbers:
+
+* a pure-PyTorch path (any device) whose selective scan is chunked, so a CPU
+  worker runs about 2*sqrt(L) small Python steps instead of L;
+* a CUDA fast path through ``mamba-ssm``'s ``selective_scan_fn`` and
+  ``causal-conv1d``, used only when those packages import (the optional ``gpu``
+  extra) and the tensors live on CUDA. They are imported lazily, on first use.
+
+Shapes follow mamba-ssm: u and delta are (batch, d_inner, L), A is (d_inner, N),
+B and C are (batch, N, L).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_cuda_kernels: tuple | None = None
+_cuda_kernels_checked = False
+
+
+def cuda_kernels() -> tuple | None:
+    """(selective_scan_fn, causal_conv1d_fn) from the optional ``gpu`` extra, or None."""
+    global _cuda_kernels, _cuda_kernels_checked
+    if not _cuda_kernels_checked:
+        _cuda_kernels_checked = True
+        try:
+            from causal_conv1d import causal_conv1d_fn
+            from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+        except ImportError:
+            _cuda_kernels = None
+        else:
+            _cuda_kernels = (selective_scan_fn, causal_conv1d_fn)
+    return _cuda_kernels
+
+
+def selective_scan_reference(u, delta, A, B, C, D=None, z=None):
+    """The recurrence written out step by step; slow, kept as the yardstick.
+
+    state_t = exp(delta_t * A) * state_{t-1} + delta_t * B_t * u_t
+    y_t = <state_t, C_t> + D * u_t, then y * SiLU(z) when z is given.
+    """
+    batch, d_inner, length = u.shape
+    state = u.new_zeros(batch, d_inner, A.shape[1])
+    ys = []
+    for t in range(length):
+        decay = torch.exp(delta[:, :, t, None] * A)
+        state = decay * state + (delta[:, :, t] * u[:, :, t])[:, :, None] * B[:, None, :, t]
+        ys.append((state * C[:, None, :, t]).sum(-1))
+    y = torch.stack(ys, dim=-1)
+    if D is not None:
+        y = y + D[:, None] * u
+    if z is not None:
+        y = y * F.silu(z)
+    return y
+
+
+def default_chunk_size(length: int) -> int:
+    # T steps inside chunks plus L/T carries between them is smallest at T ~ sqrt(L).
+    return max(1, math.isqrt(max(length - 1, 0)) + 1)
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, chunk_size: int | None = None):
+    """Chunked selective scan, same result as :func:`selective_scan_reference`.
+
+    The sequence is cut into K chunks of T steps. (1) All chunks are scanned at once
+    from a zero state, T vectorised steps; (2) the chunk-final states are carried
+    from chunk to chunk, K steps; (3) each carry reaches step t of the next chunk
+    through the product of that chunk's decays up to t. Decays are only multiplied,
+    never divided or subtracted in log space, so nothing overflows or cancels
+    however large delta * A gets.
+    """
+    batch, d_inner, length = u.shape
+    n_state = A.shape[1]
+    in_dtype = u.dtype
+    u, delta, A, B, C = (t.float() for t in (u, delta, A, B, C))
+    T = chunk_size or default_chunk_size(length)
+    K = -(-length // T)
+    pad = K * T - length
+
+    # Per-step decay exp(delta*A) and input delta*B*u, laid out (T, batch, d_inner, K, N)
+    # so each of the T steps reads one contiguous slab.
+    def chunked(x):  # (batch, d_inner, L, N) -> (T, batch, d_inner, K, N)
+        if pad:
+            x = F.pad(x, (0, 0, 0, pad))
+        return x.view(batch, d_inner, K, T, n_state).permute(3, 0, 1, 2, 4).contiguous()
+
+    decay = chunked(torch.exp(delta[..., None] * A[:, None, :]))
+    inputs = chunked((delta * u)[..., None] * B.transpose(1, 2)[:, None])
+
+    # (1) Scan inside every chunk from a zero state; also accumulate the decay products.
+    local = [inputs[0]]
+    decay_so_far = [decay[0]]
+    for t in range(1, T):
+        local.append(decay[t] * local[-1] + inputs[t])
+        decay_so_far.append(decay[t] * decay_so_far[-1])
+    local = torch.stack(local)  # (T, batch, d_inner, K, N)
+    decay_so_far = torch.stack(decay_so_far)
+
+    # (2) Carry the state from chunk to chunk: state entering chunk k.
+    carry = [torch.zeros_like(local[0, :, :, 0])]
+    for k in range(1, K):
+        carry.append(decay_so_far[-1, :, :, k - 1] * carry[-1] + local[-1, :, :, k - 1])
+    carry = torch.stack(carry, dim=2)  # (batch, d_inner, K, N)
+
+    # (3) Full state = local scan + carried state decayed to step t.
+    states = local + decay_so_far * carry
+    states = states.permute(1, 2, 3, 0, 4).reshape(batch, d_inner, K * T, n_state)
+    states = states[:, :, :length]
+
+    y = torch.einsum("bdln,bnl->bdl", states, C)
+    if D is not None:
+        y = y + D.float()[:, None] * u
+    if z is not None:
+        y = y * F.silu(z.float())
+    return y.to(in_dtype)
+
+
+def _inverse_softplus(x: torch.Tensor) -> torch.Tensor:
+    return x + torch.log(-torch.expm1(-x))
+
+
+class BiMambaMixer(nn.Module):
+    """Bidirectional Mamba mixer on tokens (batch, L, d_model) -> (batch, L, d_model).
+
+    Parameter names match the published checkpoint: the backward direction's
+    parameters carry ``_b`` (``A_b_log``, ``conv1d_b``, ...); ``in_proj`` and
+    ``out_proj`` are shared.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dt_init_floor: float = 1e-4,
+    ):
+        super().__init__()
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.d_inner = expand * d_model
+        self.dt_rank = math.ceil(d_model / 16)
+        d_inner = self.d_inner
+
+        # Registration order reproduces the published state-dict order.
+        self.A_log = nn.Parameter(torch.empty(d_inner, d_state))
+        self.D = nn.Parameter(torch.empty(d_inner))
+        self.A_b_log = nn.Parameter(torch.empty(d_inner, d_state))
+        self.D_b = nn.Parameter(torch.empty(d_inner))
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
+        self.conv1d = self._depthwise_conv()
+        self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, d_inner)
+        self.conv1d_b = self._depthwise_conv()
+        self.x_proj_b = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj_b = nn.Linear(self.dt_rank, d_inner)
+        self.out_proj = nn.Linear(d_inner, d_model, bias=False)
+
+        self._dt_range = (dt_min, dt_max, dt_init_floor)
+        self.reset_mamba_parameters()
+
+    def _depthwise_conv(self) -> nn.Conv1d:
+        return nn.Conv1d(
+            self.d_inner,
+            self.d_inner,
+            kernel_size=self.d_conv,
+            groups=self.d_inner,
+            padding=self.d_conv - 1,
+        )
+
+    @torch.no_grad()
+    def reset_mamba_parameters(self) -> None:
+        """Mamba's initialisation, so that a freshly built mixer trains."""
+        if self.A_log.is_meta:
+            return
+        dt_min, dt_max, dt_floor = self._dt_range
+        A = torch.arange(1, self.d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
+        for A_log, D, dt_proj in (
+            (self.A_log, self.D, self.dt_proj),
+            (self.A_b_log, self.D_b, self.dt_proj_b),
+        ):
+            A_log.copy_(torch.log(A))
+            D.fill_(1.0)
+            # Small random dt_proj weights and a bias whose softplus is a step size
+            # drawn log-uniformly in [dt_min, dt_max].
+            std = self.dt_rank**-0.5
+            nn.init.uniform_(dt_proj.weight, -std, std)
+            log_dt = torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min))
+            dt = torch.exp(log_dt + math.log(dt_min)).clamp(min=dt_floor)
+            dt_proj.bias.copy_(_inverse_softplus(dt))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        xz = self.in_proj(hidden).transpose(1, 2)  # (batch, 2*d_inner, L)
+        x, z = xz.chunk(2, dim=1)
+        y_forward = self._direction(
+            x, z, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D
+        )
+        y_backward = self._direction(
+            x.flip(-1),
+            z.flip(-1),
+            self.conv1d_b,
+            self.x_proj_b,
+            self.dt_proj_b,
+            self.A_b_log,
+            self.D_b,
+        )
+        y = y_forward + y_backward.flip(-1)
+        return self.out_proj(y.transpose(1, 2))
+
+    def forward_direction(self, x: torch.Tensor, z: torch.Tensor, backward: bool = False):
+        """One direction's scan on (batch, d_inner, L) inputs, without flipping anything."""
+        if backward:
+            params = (self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
+        else:
+            params = (self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
+        return self._direction(x, z, *params)
+
+    def _direction(self, x, z, conv1d, x_proj, dt_proj, A_log, D):
+        length = x.shape[-1]
+        kernels = cuda_kernels() if x.is_cuda else None
+        if kernels is not None:
+            selective_scan_fn, causal_conv1d_fn = kernels
+            u = causal_conv1d_fn(
+                x.contiguous(), conv1d.weight.squeeze(1), conv1d.bias, activation="silu"
+            )
+        else:
+            # padding=d_conv-1 on both sides; keeping the first L outputs makes it causal.
+            u = F.silu(conv1d(x)[..., :length])
+
+        x_dbl = x_proj(u.transpose(1, 2))  # (batch, L, R + 2N)
+        dt_raw, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = (dt_raw @ dt_proj.weight.t()).transpose(1, 2)  # (batch, d_inner, L), no bias yet
+        B = B.transpose(1, 2).contiguous()  # (batch, N, L)
+        C = C.transpose(1, 2).contiguous()
+        A = -torch.exp(A_log.float())
+
+        if kernels is not None:
+            return selective_scan_fn(
+                u.contiguous(),
+                delta.contiguous(),
+                A,
+                B,
+                C,
+                D=D.float(),
+                z=z.contiguous(),
+                delta_bias=dt_proj.bias.float(),
+                delta_softplus=True,
+            )
+        delta = F.softplus(delta + dt_proj.bias[:, None])
+        return selective_scan(u, delta, A, B, C, D=D, z=z)
