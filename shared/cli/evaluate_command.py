@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compare a predicted vessel mask with the ground truth",
         description=(
             "Dice, IoU, sensitivity, specificity, precision, volume similarity, HD95 and "
-            "ASSD of a predicted mask against a ground-truth mask (non-zero = vessel). "
+            "ASSD of a predicted mask against a ground-truth mask (voxels > 0 are vessel). "
             "Distances are in mm, from the ground truth's voxel spacing."
         ),
     )

@@ -24,8 +24,8 @@ def _as_masks(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarr
         )
     if pred.size == 0:
         raise InvalidVolumeError("cannot compare empty masks")
-    # Any non-zero voxel is foreground, so label maps and 0/255 masks work too.
-    return pred != 0, truth != 0
+    # Any positive voxel is foreground, so label maps and 0/255 masks work too.
+    return pred > 0, truth > 0
 
 
 def _check_spacing(spacing: Sequence[float], ndim: int) -> tuple[float, ...]:
@@ -94,7 +94,7 @@ def segmentation_metrics(
     """Dice, IoU, sensitivity, specificity, precision, volume similarity, HD95 and ASSD
     (mm, from `spacing`) plus the confusion counts, as a JSON-safe dict.
 
-    Non-zero voxels are foreground. Both masks empty: overlap scores 1.0, distances 0.0.
+    Voxels > 0 are foreground. Both masks empty: overlap scores 1.0, distances 0.0.
     One mask empty: Dice/IoU/volume similarity 0.0, distances None."""
     pred, truth = _as_masks(pred, truth)
     spacing = _check_spacing(spacing, pred.ndim)
