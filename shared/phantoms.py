@@ -1,0 +1,630 @@
+"""TOF-MRA-like cerebrovascular phantoms with exact vessel masks.
+
+Nothing is downloaded: every volume is drawn from a seed. A phantom is a tree of
+tubes (decreasing radii, bright inflow signal fading along the tree) rendered with
+partial-volume edges into a head-shaped background with tissue texture, a bias
+field and Rician noise, stored as int16 like a clinical scan. The look (field of
+view, tissue levels, contrast, noise, tortuosity...) is drawn per seed as well, so
+a model trained on many seeds does not learn a single appearance.
+
+The mask is exact for the geometry: a voxel is vessel when the partial-volume
+fraction of vessel in it is at least 0.5 (for vessels wider than the blur this is
+"the voxel centre lies inside the tube"). Twigs thinner than about 1.2 blur widths
+never reach 0.5, so they show faintly in the image but not in the mask, as on a
+real annotation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage, special
+from scipy.signal import lfilter
+from vesselzip.errors import VesselzipError
+
+#: Bump when the same seed would give different volumes.
+GENERATOR_VERSION = "1"
+DEFAULT_SHAPE = (128, 128, 96)
+#: Typical TOF-MRA voxel: fine in-plane, thicker slices (the paper's model
+#: resamples to 0.3542 mm isotropic).
+DEFAULT_SPACING = (0.35, 0.35, 0.5)
+FIELDS_OF_VIEW = ("crop", "head")
+INT16_MAX = 32767
+
+
+@dataclass
+class Phantom:
+    image: np.ndarray  # int16, (x, y, z)
+    mask: np.ndarray  # uint8 0/1, exact vessel mask
+    affine: np.ndarray  # 4x4 float64, voxel -> RAS mm
+    spacing: tuple[float, float, float]  # mm
+    seed: int = 0
+    #: The appearance drawn for this seed (JSON-friendly), for the record.
+    style: dict = field(default_factory=dict)
+
+
+def phantom_affine(shape, spacing) -> np.ndarray:
+    """Diagonal voxel-to-RAS affine (i -> R, j -> A, k -> S) centred on the volume."""
+    spacing = np.asarray(spacing, dtype=np.float64)
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = -(np.asarray(shape) - 1) / 2.0 * spacing
+    return affine
+
+
+def make_phantom(
+    seed: int,
+    shape=DEFAULT_SHAPE,
+    spacing=DEFAULT_SPACING,
+    *,
+    field_of_view: str | None = None,
+) -> Phantom:
+    """Draw one phantom. Same seed (and arguments) -> same bytes.
+
+    `spacing=None` draws a realistic anisotropic spacing from the seed.
+    `field_of_view` is "crop" (tissue fills the volume, like a Circle of Willis
+    crop), "head" (a head with air around it, like a whole-head scan) or None to
+    draw it from the seed.
+    """
+    shape = _check_shape(shape)
+    rng = np.random.default_rng(seed)
+    if spacing is None:
+        spacing = _draw_spacing(rng)
+    spacing = tuple(float(s) for s in spacing)
+    if len(spacing) != 3 or min(spacing) <= 0:
+        raise VesselzipError(f"spacing must be three positive numbers in mm, got {spacing}")
+    if field_of_view is None:
+        field_of_view = "crop" if rng.random() < 0.65 else "head"
+    if field_of_view not in FIELDS_OF_VIEW:
+        raise VesselzipError(
+            f"field_of_view must be one of {FIELDS_OF_VIEW}, got {field_of_view!r}"
+        )
+
+    style = _draw_style(rng, field_of_view)
+    spacing_arr = np.asarray(spacing)
+    head = _draw_head(rng, shape, spacing_arr, field_of_view)
+
+    tissue, brain = _render_background(rng, shape, spacing_arr, head, style)
+    segments = _grow_vessels(rng, shape, spacing_arr, head, style)
+    fraction, signal = _rasterise(segments, shape, spacing_arr, style["blur_mm"])
+
+    # Partial-volume mix: vessel signal replaces the tissue it displaces.
+    clean = tissue * (1.0 - fraction) + signal
+    clean *= _bias_field(rng, shape, spacing_arr, style)
+    noisy = _rician(rng, clean, style)
+    image = np.clip(np.rint(noisy), 0, INT16_MAX).astype(np.int16)
+    mask = (fraction >= 0.5).astype(np.uint8)
+
+    style = {
+        **style,
+        "n_segments": len(segments),
+        "vessel_fraction": float(mask.mean()),
+        "head_fraction": float(brain.mean()),
+    }
+    return Phantom(
+        image=image,
+        mask=mask,
+        affine=phantom_affine(shape, spacing),
+        spacing=spacing,
+        seed=int(seed),
+        style=style,
+    )
+
+
+def write_phantom_dataset(
+    outdir,
+    n: int,
+    *,
+    seed: int = 0,
+    shape=DEFAULT_SHAPE,
+    spacing=None,
+    progress=None,
+) -> Path:
+    """Write `n` phantoms as a MONAI decathlon-style dataset and return dataset.json.
+
+    Volume i is `make_phantom(seed + i, shape, spacing)`, saved as
+    imagesTr/phantom_{i:03d}.nii.gz (int16) and labelsTr/phantom_{i:03d}.nii.gz
+    (uint8). `spacing=None` (the default) lets each volume draw its own spacing so
+    the set is varied. `progress`, if given, is called with (i, phantom) after each
+    volume is written.
+    """
+    if n < 1:
+        raise VesselzipError(f"n must be at least 1, got {n}")
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise VesselzipError(f"{outdir} exists and is not a directory")
+    images_dir = outdir / "imagesTr"
+    labels_dir = outdir / "labelsTr"
+    try:
+        images_dir.mkdir(parents=True, exist_ok=True)
+        labels_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VesselzipError(f"cannot create {outdir}: {exc.strerror}") from exc
+
+    training = []
+    for i in range(n):
+        phantom = make_phantom(seed + i, shape, spacing)
+        name = f"phantom_{i:03d}.nii.gz"
+        _save_nifti(phantom.image, phantom.affine, images_dir / name)
+        _save_nifti(phantom.mask, phantom.affine, labels_dir / name)
+        training.append(
+            {
+                "image": f"./imagesTr/{name}",
+                "label": f"./labelsTr/{name}",
+                "seed": phantom.seed,
+                "spacing": list(phantom.spacing),
+                "field_of_view": phantom.style["field_of_view"],
+            }
+        )
+        if progress is not None:
+            progress(i, phantom)
+
+    dataset = {
+        "name": "vesselzip-phantoms",
+        "description": "Synthetic TOF-MRA-like cerebrovascular volumes with exact vessel masks",
+        "reference": "vesselzip.phantoms",
+        "licence": "CC0",
+        "tensorImageSize": "3D",
+        "modality": {"0": "MRA"},
+        "labels": {"0": "background", "1": "vessel"},
+        "numTraining": n,
+        "numTest": 0,
+        "training": training,
+        "test": [],
+        "generator": {
+            "name": "vesselzip.phantoms",
+            "version": GENERATOR_VERSION,
+            "seed": seed,
+            "seeds": [seed + i for i in range(n)],
+            "shape": list(shape),
+            "spacing": None if spacing is None else [float(s) for s in spacing],
+        },
+    }
+    path = outdir / "dataset.json"
+    path.write_text(json.dumps(dataset, indent=2) + "\n")
+    return path
+
+
+def _save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
+    img = nib.Nifti1Image(array, affine)
+    img.set_qform(affine, code=1)  # scanner
+    img.set_sform(affine, code=1)
+    img.header.set_xyzt_units(xyz="mm")
+    img.header.set_data_dtype(array.dtype)
+    nib.save(img, path)
+
+
+def _check_shape(shape) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < 8:
+        raise VesselzipError(f"shape must be three sizes of at least 8 voxels, got {shape}")
+    return shape
+
+
+# --------------------------------------------------------------------------- style
+
+
+def _draw_spacing(rng) -> tuple[float, float, float]:
+    in_plane = rng.uniform(0.28, 0.45)
+    # Isotropic 3D acquisitions, or thicker slices as in most clinical protocols.
+    slices = in_plane if rng.random() < 0.3 else rng.uniform(0.45, 0.8)
+    return (round(in_plane, 4), round(in_plane, 4), round(slices, 4))
+
+
+def _draw_style(rng, field_of_view: str) -> dict:
+    """Per-seed appearance. Ranges follow clinical TOF-MRA: tissue ~80-250,
+    inflow 300-1100, Rician noise sigma ~3-15."""
+    tissue = rng.uniform(80, 250)
+    faint = rng.random() < 0.15  # poor inflow contrast (slow flow, saturated slab)
+    inflow = rng.uniform(300, 1100) * (rng.uniform(0.45, 0.75) if faint else 1.0)
+    return {
+        "field_of_view": field_of_view,
+        "tissue_level": tissue,
+        # grey matter relative to white matter, and the contrast's texture scale
+        "grey_white_ratio": rng.uniform(0.8, 1.15),
+        "texture_mm": rng.uniform(3.0, 10.0),
+        "fine_texture": rng.uniform(0.02, 0.08),
+        "csf_ratio": rng.uniform(0.3, 0.7),
+        "csf_amount": rng.uniform(0.0, 0.2),
+        "fat_level": rng.uniform(1.3, 3.0) * tissue,
+        "n_fat_blobs": int(rng.integers(0, 4)),
+        "inflow": inflow,
+        # inflow signal decays with path length along the tree (saturation)
+        "fade_mm": rng.uniform(20.0, 90.0),
+        "fade_floor": rng.uniform(0.25, 0.6),
+        "min_contrast": rng.uniform(1.2, 1.6),
+        "n_trees": int(rng.integers(2, 7)),
+        "trunk_radius_mm": rng.uniform(0.8, 2.5),
+        "min_radius_mm": rng.uniform(0.1, 0.2),
+        "tortuosity": rng.uniform(0.05, 0.45),
+        "branch_asymmetry": rng.uniform(0.3, 0.9),
+        "vessel_volume": rng.uniform(0.01, 0.05),  # target fraction of the FOV
+        "blur_mm": rng.uniform(0.12, 0.2),  # PSF sigma; sets partial-volume width
+        "bias_strength": rng.uniform(0.03, 0.3),
+        "slab_ripple": rng.uniform(0.0, 0.12) if rng.random() < 0.4 else 0.0,
+        "slab_mm": rng.uniform(12.0, 30.0),
+        "noise_sigma": rng.uniform(3.0, 15.0),
+        "noise_correlation": rng.uniform(0.0, 0.9),  # voxels; k-space zero-fill
+    }
+
+
+# ---------------------------------------------------------------------- geometry
+
+
+def _voxel_axes(shape, spacing) -> list[np.ndarray]:
+    """Voxel-centre coordinates in mm along each axis, broadcastable to 3D."""
+    axes = []
+    for d, (n, s) in enumerate(zip(shape, spacing, strict=True)):
+        view = [1, 1, 1]
+        view[d] = n
+        axes.append((np.arange(n) * s).reshape(view))
+    return axes
+
+
+def _draw_head(rng, shape, spacing, field_of_view: str) -> dict:
+    """An ellipsoidal head in mm. For a crop it is much larger than the FOV, with
+    its edge occasionally cutting one side; for "head" it sits inside with air."""
+    half = (np.asarray(shape) - 1) * spacing / 2.0
+    centre = half.copy()
+    if field_of_view == "head":
+        radii = half * rng.uniform(0.72, 0.95, size=3)
+        centre += (half - radii) * rng.uniform(-0.9, 0.9, size=3)
+    else:
+        radii = half * rng.uniform(1.8, 3.0, size=3)
+        centre += half * rng.uniform(-0.3, 0.3, size=3)
+        if rng.random() < 0.25:
+            # Crop at the periphery: scalp, skull and maybe air enter on one side.
+            axis = int(rng.integers(0, 3))
+            side = rng.choice([-1.0, 1.0])
+            edge = half[axis] + side * half[axis] * rng.uniform(0.4, 1.0)
+            centre[axis] = edge - side * radii[axis]
+    return {
+        "centre": centre,
+        "radii": radii,
+        # layers as fractions of the radius, outside in
+        "scalp": rng.uniform(0.04, 0.08),
+        "skull": rng.uniform(0.04, 0.08),
+        "csf": rng.uniform(0.01, 0.03),
+    }
+
+
+def _head_radius(points, head) -> np.ndarray:
+    """Normalised ellipsoid radius (1 = scalp surface) of points (..., 3) in mm."""
+    return np.sqrt((((points - head["centre"]) / head["radii"]) ** 2).sum(axis=-1))
+
+
+# -------------------------------------------------------------------- background
+
+
+def _smooth_noise(rng, shape, spacing, feature_mm: float) -> np.ndarray:
+    """Zero-mean, unit-std float32 random field with blobs about `feature_mm`
+    across, drawn on a coarse grid and interpolated up (much faster than filtering
+    at full resolution)."""
+    step = np.maximum(feature_mm / 2.0 / np.asarray(spacing), 1.0)
+    coarse_shape = tuple(int(math.ceil(n / s)) + 2 for n, s in zip(shape, step, strict=True))
+    coarse = ndimage.gaussian_filter(rng.standard_normal(coarse_shape), 1.0, mode="wrap")
+    # Separable linear interpolation: one small matrix product per axis.
+    up = [_linear_upsampling(n, c) for n, c in zip(shape, coarse_shape, strict=True)]
+    c0, c1, c2 = coarse_shape
+    field = (up[0] @ coarse.astype(np.float32).reshape(c0, c1 * c2)).reshape(-1, c1, c2)
+    field = up[1] @ field
+    field = (field.reshape(-1, c2) @ up[2].T).reshape(shape)
+    field -= field.mean()
+    field /= field.std() + 1e-12
+    return field
+
+
+def _linear_upsampling(n_out: int, n_in: int) -> np.ndarray:
+    """(n_out, n_in) float32 matrix interpolating n_in samples linearly to n_out."""
+    position = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    low = np.minimum(np.floor(position).astype(int), n_in - 2)
+    weight = position - low
+    matrix = np.zeros((n_out, n_in), dtype=np.float32)
+    matrix[np.arange(n_out), low] = 1.0 - weight
+    matrix[np.arange(n_out), low + 1] = weight
+    return matrix
+
+
+def _smoothstep(x: np.ndarray, width: float) -> np.ndarray:
+    """0 below -width/2, 1 above +width/2, linear in between (a partial-volume edge)."""
+    return np.clip(x / width + 0.5, 0.0, 1.0)
+
+
+def _render_background(rng, shape, spacing, head, style) -> tuple[np.ndarray, np.ndarray]:
+    """Head-shaped tissue: brain with grey/white texture and CSF, a dark skull, a
+    bright fatty scalp, air outside. Returns (tissue intensities, brain mask)."""
+    x, y, z = _voxel_axes(shape, spacing)
+    rho = np.sqrt(
+        ((x - head["centre"][0]) / head["radii"][0]) ** 2
+        + ((y - head["centre"][1]) / head["radii"][1]) ** 2
+        + ((z - head["centre"][2]) / head["radii"][2]) ** 2
+    )
+    # A lumpy rather than perfectly ellipsoidal head.
+    rho = rho * (1.0 + 0.02 * _smooth_noise(rng, shape, spacing, 25.0))
+    edge = float(spacing.mean() / head["radii"].mean())  # one voxel in rho units
+    inner_scalp = 1.0 - head["scalp"]
+    inner_skull = inner_scalp - head["skull"]
+    inner_csf = inner_skull - head["csf"]
+    in_head = _smoothstep(1.0 - rho, edge)
+    in_skull = _smoothstep(inner_scalp - rho, edge)
+    in_csf = _smoothstep(inner_skull - rho, edge)
+    in_brain = _smoothstep(inner_csf - rho, edge)
+
+    level = style["tissue_level"]
+    csf_level = level * style["csf_ratio"]
+    # Grey/white matter: two levels blended by a smooth random field.
+    grey = 1.0 / (1.0 + np.exp(-3.0 * _smooth_noise(rng, shape, spacing, style["texture_mm"])))
+    brain = level * (1.0 + (style["grey_white_ratio"] - 1.0) * grey)
+    brain *= 1.0 + style["fine_texture"] * _smooth_noise(rng, shape, spacing, 1.2)
+    # Sulcal CSF: the top tail of another smooth field.
+    sulci = _smooth_noise(rng, shape, spacing, 4.0)
+    csf_weight = np.clip((sulci - (2.5 - 8.0 * style["csf_amount"])) * 2.0, 0.0, 1.0)
+    brain = brain * (1.0 - csf_weight) + csf_level * csf_weight
+
+    scalp = style["fat_level"] * (1.0 + 0.1 * _smooth_noise(rng, shape, spacing, 6.0))
+    skull = 0.3 * level
+    tissue = in_head * (
+        scalp * (1.0 - in_skull)
+        + in_skull * (skull * (1.0 - in_csf) + in_csf * (csf_level * (1.0 - in_brain)))
+    )
+    tissue += in_brain * brain
+
+    # Bright non-vessel structures (orbital / skull-base fat) that must not be
+    # labelled as vessel.
+    x1, y1, z1 = (np.asarray([x.size, y.size, z.size]) - 1) * spacing
+    for _ in range(style["n_fat_blobs"]):
+        centre = rng.uniform(0, 1, size=3) * [x1, y1, z1]
+        radii = rng.uniform(1.5, 5.0, size=3)
+        blob_rho = np.sqrt(
+            ((x - centre[0]) / radii[0]) ** 2
+            + ((y - centre[1]) / radii[1]) ** 2
+            + ((z - centre[2]) / radii[2]) ** 2
+        )
+        weight = _smoothstep(1.0 - blob_rho, 2.0 * spacing.mean() / radii.mean()) * in_head
+        tissue = tissue * (1.0 - weight) + style["fat_level"] * rng.uniform(0.7, 1.1) * weight
+    return tissue, in_brain
+
+
+def _bias_field(rng, shape, spacing, style) -> np.ndarray:
+    """Smooth multiplicative coil sensitivity, plus the intensity ripple at slab
+    boundaries of multi-slab TOF acquisitions."""
+    bias = np.exp(style["bias_strength"] * _smooth_noise(rng, shape, spacing, 60.0))
+    if style["slab_ripple"] > 0:
+        z = np.arange(shape[2]) * spacing[2]
+        phase = rng.uniform(0, 2 * np.pi)
+        ripple = 1.0 + style["slab_ripple"] * np.cos(2 * np.pi * z / style["slab_mm"] + phase)
+        bias = bias * ripple[None, None, :]
+    return bias
+
+
+def _rician(rng, clean: np.ndarray, style) -> np.ndarray:
+    """Magnitude of the complex signal plus Gaussian noise in both channels. The
+    noise is slightly correlated between neighbours, as zero-filled k-space
+    interpolation does on real scanners."""
+    sigma = style["noise_sigma"]
+    channels = []
+    for _ in range(2):
+        noise = rng.standard_normal(clean.shape)
+        if style["noise_correlation"] > 0.05:
+            noise = ndimage.gaussian_filter(noise, style["noise_correlation"])
+            noise /= noise.std()
+        channels.append(noise * sigma)
+    return np.hypot(clean + channels[0], channels[1])
+
+
+# ----------------------------------------------------------------------- vessels
+
+
+def _grow_vessels(rng, shape, spacing, head, style) -> np.ndarray:
+    """Grow vessel trees as short straight segments.
+
+    Returns an (n, 10) array: start xyz, end xyz (mm), start/end radius (mm),
+    start/end brightness. Each tree starts as a trunk entering the volume and
+    splits by Murray's law (r^3 = r1^3 + r2^3) with asymmetric children until the
+    radius falls below the smallest vessel or the vessel volume target is met.
+    Breadth-first, so a budget cut removes the finest twigs first.
+    """
+    extent = (np.asarray(shape) - 1) * spacing
+    fov_volume = float(np.prod(extent))
+    target_volume = style["vessel_volume"] * fov_volume
+    min_radius = style["min_radius_mm"]
+    tissue = style["tissue_level"]
+
+    def brightness(path_mm: np.ndarray, gain: float) -> np.ndarray:
+        fade = style["fade_floor"] + (1 - style["fade_floor"]) * np.exp(-path_mm / style["fade_mm"])
+        return np.maximum(style["inflow"] * gain * fade, style["min_contrast"] * tissue)
+
+    def new_tree(index: int) -> tuple:
+        position, direction = _draw_root(rng, extent, head, style["field_of_view"])
+        radius = style["trunk_radius_mm"] * (1.0 if index < 2 else rng.uniform(0.25, 0.7))
+        return position, direction, radius, 0.0, rng.uniform(0.7, 1.0)
+
+    queue = deque(new_tree(i) for i in range(style["n_trees"]))
+    n_trees = style["n_trees"]
+    branches = []
+    n_segments = vessel_volume = 0
+    # About 4000 segments for the default shape keeps rendering near a second.
+    max_segments = max(300, int(4000 * np.prod(shape) / np.prod(DEFAULT_SHAPE)))
+    max_trees = 40
+    while vessel_volume < target_volume and n_segments < max_segments:
+        if not queue:
+            # Trees that soon left a crop leave the volume too empty: add another.
+            if n_trees >= max_trees:
+                break
+            queue.append(new_tree(n_trees))
+            n_trees += 1
+        position, direction, radius, path, gain = queue.popleft()
+        branch_length = rng.uniform(0.5, 1.5) * min(max(12.0 * radius, 2.0), 30.0)
+        step = min(max(1.5 * radius, 0.4), 1.2)
+        n_steps = max(1, int(math.ceil(branch_length / step)))
+        # Curvature is itself a random walk (AR(1)), giving smooth loops, not jitter.
+        tortuosity = style["tortuosity"] * rng.uniform(0.5, 1.5)
+        curl = lfilter([tortuosity], [1.0, -0.8], rng.standard_normal((n_steps, 3)), axis=0)
+        heading = direction + step * np.cumsum(curl, axis=0)
+        heading /= np.linalg.norm(heading, axis=1, keepdims=True)
+        points = position + step * np.vstack([np.zeros(3), np.cumsum(heading, axis=0)])
+        radii = radius * (1.0 - 0.01 * step) ** np.arange(n_steps + 1)  # gentle taper
+        paths = path + step * np.arange(n_steps + 1)
+        # Cut the branch where it leaves the brain / volume or gets too thin.
+        ended = _left(points, extent, head, style) | (radii < min_radius)
+        last = int(np.argmax(ended)) if ended.any() else n_steps
+        if last == 0:
+            continue
+        points, radii, paths = points[: last + 1], radii[: last + 1], paths[: last + 1]
+        shine = brightness(paths, gain)
+        branches.append(
+            np.column_stack([points[:-1], points[1:], radii[:-1], radii[1:], shine[:-1], shine[1:]])
+        )
+        n_segments += last
+        in_view = ~_left(points[1:], extent, head, style, margin=0.0)
+        vessel_volume += float(np.sum(math.pi * radii[1:] ** 2 * step * in_view))
+        if last < n_steps or ended[last]:
+            continue
+        # Bifurcation: the larger child bends less.
+        position, direction, radius, path = points[-1], heading[-1], radii[-1], paths[-1]
+        alpha = rng.uniform(style["branch_asymmetry"] * 0.4, 1.0)
+        big = radius / (1.0 + alpha**3) ** (1.0 / 3.0)
+        small = alpha * big
+        side_angle = math.radians(rng.uniform(35.0, 80.0))
+        main_angle = side_angle * alpha**2 * 0.8
+        normal = _random_perpendicular(rng, direction)
+        for child_radius, angle in ((big, -main_angle), (small, side_angle)):
+            if child_radius >= min_radius:
+                child_dir = math.cos(angle) * direction + math.sin(angle) * normal
+                queue.append((position.copy(), child_dir, child_radius, path, gain))
+    if not branches:
+        return np.zeros((0, 10))
+    return np.vstack(branches)
+
+
+def _draw_root(rng, extent, head, field_of_view) -> tuple[np.ndarray, np.ndarray]:
+    """Where a trunk enters, and its direction (mostly upwards, as the carotid and
+    vertebrobasilar arteries do)."""
+    if field_of_view == "head":
+        centre, radii = head["centre"], head["radii"]
+        offset = rng.uniform(-0.35, 0.35, size=3) * radii
+        offset[2] = -0.6 * radii[2]
+        position = centre + offset
+        direction = np.array([0.0, 0.0, 1.0]) + rng.normal(0, 0.4, size=3)
+    else:
+        position = rng.uniform(0.1, 0.9, size=3) * extent
+        inward = np.zeros(3)
+        face = rng.choice(["bottom", "side", "side", "bottom", "bottom", "top"])
+        if face == "bottom":
+            position[2], inward[2] = 0.0, 1.0
+        elif face == "top":
+            position[2], inward[2] = extent[2], -1.0
+        else:
+            axis = int(rng.integers(0, 2))
+            at_start = rng.random() < 0.5
+            position[axis] = 0.0 if at_start else extent[axis]
+            inward[axis] = 1.0 if at_start else -1.0
+        direction = inward + rng.normal(0, 0.5, size=3)
+    return position, direction / np.linalg.norm(direction)
+
+
+def _left(points, extent, head, style, margin: float = 2.0) -> np.ndarray:
+    """Which points (n, 3) lie outside the brain (whole head) or the volume (crop)."""
+    if style["field_of_view"] == "head":
+        return _head_radius(points, head) > 0.85
+    return np.any((points < -margin) | (points > extent + margin), axis=1)
+
+
+def _random_perpendicular(rng, direction) -> np.ndarray:
+    v = rng.standard_normal(3)
+    v -= v.dot(direction) * direction
+    return v / np.linalg.norm(v)
+
+
+def _rasterise(segments, shape, spacing, blur_mm) -> tuple[np.ndarray, np.ndarray]:
+    """Partial-volume fraction and vessel signal of the union of tubes.
+
+    Each segment is evaluated only in its bounding box; per voxel the largest
+    fraction (and largest fraction x brightness) over segments wins. Segments with
+    boxes of the same (rounded-up) size are evaluated together as one array.
+    """
+    shape_arr = np.asarray(shape)
+    fraction = np.zeros(int(np.prod(shape_arr)), dtype=np.float32)
+    signal = np.zeros_like(fraction)
+    if len(segments) == 0:
+        return fraction.reshape(shape), signal.reshape(shape)
+    start, end = segments[:, 0:3], segments[:, 3:6]
+    reach = segments[:, 6:8].max(axis=1, keepdims=True) + 3.0 * blur_mm
+    lo = np.floor((np.minimum(start, end) - reach) / spacing).astype(int)
+    hi = np.ceil((np.maximum(start, end) + reach) / spacing).astype(int) + 1
+    lo, hi = np.clip(lo, 0, shape_arr), np.clip(hi, 0, shape_arr)
+    keep = np.all(hi > lo, axis=1)
+    segments, lo, hi = segments[keep], lo[keep], hi[keep]
+    box = -(-(hi - lo) // 4) * 4  # round box sizes up to a multiple of 4 voxels
+    sqrt2_blur = math.sqrt(2.0) * blur_mm
+    for size in np.unique(box, axis=0):
+        group = np.flatnonzero(np.all(box == size, axis=1))
+        per_chunk = max(1, 2_000_000 // int(np.prod(size)))
+        for first in range(0, len(group), per_chunk):
+            rows = group[first : first + per_chunk]
+            _rasterise_group(
+                segments[rows],
+                lo[rows],
+                hi[rows],
+                size,
+                spacing,
+                shape,
+                sqrt2_blur,
+                fraction,
+                signal,
+            )
+    return fraction.reshape(shape), signal.reshape(shape)
+
+
+def _rasterise_group(segments, lo, hi, size, spacing, shape, sqrt2_blur, fraction, signal):
+    """Evaluate segments whose boxes share `size`, max-accumulating into the flat
+    `fraction` and `signal` volumes."""
+    n = len(segments)
+    start = segments[:, 0:3]
+    direction = segments[:, 3:6] - start
+    length2 = np.maximum((direction**2).sum(axis=1), 1e-12)
+    index, offset, inside = [], [], []
+    for d in range(3):
+        view = [n, 1, 1, 1]
+        view[d + 1] = int(size[d])
+        voxel = lo[:, d : d + 1] + np.arange(size[d])  # (n, size)
+        index.append(voxel.reshape(view))
+        inside.append((voxel < hi[:, d : d + 1]).reshape(view))
+        offset.append((voxel * spacing[d] - start[:, d : d + 1]).reshape(view).astype(np.float32))
+
+    def per_segment(values):
+        return values.reshape(n, 1, 1, 1).astype(np.float32)
+
+    dx, dy, dz = (per_segment(direction[:, d]) for d in range(3))
+    t = (offset[0] * dx + offset[1] * dy + offset[2] * dz) / per_segment(length2)
+    np.clip(t, 0.0, 1.0, out=t)
+    dist = np.sqrt(
+        (offset[0] - t * dx) ** 2 + (offset[1] - t * dy) ** 2 + (offset[2] - t * dz) ** 2
+    )
+    r_a, r_b, b_a, b_b = (per_segment(segments[:, c]) for c in range(6, 10))
+    frac = _tube_fraction(dist, r_a + (r_b - r_a) * t, sqrt2_blur)
+    useful = inside[0] & inside[1] & inside[2] & (frac > 1e-3)
+    flat = ((index[0] * shape[1] + index[1]) * shape[2] + index[2])[useful]
+    frac_useful = frac[useful]
+    np.maximum.at(fraction, flat, frac_useful)
+    np.maximum.at(signal, flat, frac_useful * (b_a + (b_b - b_a) * t)[useful])
+
+
+def _tube_fraction(dist, radius, sqrt2_blur):
+    """Fraction of a blurred voxel filled by a tube of `radius` at distance `dist`.
+
+    Across the tube this is a slab profile (difference of error functions), scaled
+    so that the centre matches the exact value for a Gaussian-blurred disc,
+    1 - exp(-r^2 / 2 sigma^2). That keeps sub-voxel vessels faint instead of
+    bright and thin.
+    """
+    scale = np.float32(1.0 / sqrt2_blur)
+    slab = 0.5 * (special.erf((radius - dist) * scale) + special.erf((radius + dist) * scale))
+    centre_disc = -np.expm1(-((radius * scale) ** 2))
+    centre_slab = special.erf(radius * scale)
+    return slab * (centre_disc / centre_slab)
