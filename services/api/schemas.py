@@ -1,0 +1,134 @@
+"""Response bodies of the API (they are what /openapi.json promises)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStateName = Literal["queued", "running", "finished", "failed", "cancelled"]
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="What was wrong, written for the client.")
+
+
+class JobLinks(BaseModel):
+    self: str
+    mask: str = Field(description="NIfTI mask, once the job has finished.")
+    blob: str = Field(description="The compressed volume (.vz), decodable with the CLI.")
+
+
+class JobCreated(BaseModel):
+    id: str
+    url: str = Field(description="Where to follow the job (GET).")
+    state: JobStateName
+    queue: str
+    links: JobLinks
+
+
+class ImageInfo(BaseModel):
+    filename: str | None
+    shape: tuple[int, int, int]
+    dtype: str
+    spacing: tuple[float, float, float] = Field(description="Voxel size in mm.")
+
+
+class StageSeconds(BaseModel):
+    """Seconds per stage; null for stages not reached (yet)."""
+
+    upload: float | None = Field(None, description="Receiving the request body.")
+    compress: float | None = Field(
+        None, description="Validating, encoding and measuring the codec, at the gateway."
+    )
+    queue_wait: float | None = Field(None, description="From queued to picked up (so far).")
+    model_load: float | None = Field(None, description="Zero when the model was warm.")
+    fetch: float | None = Field(None, description="Reading the blob (and truth) from the store.")
+    decompress: float | None = Field(None, description="Verifying and decoding the blob.")
+    inference: float | None = None
+    metrics: float | None = Field(None, description="Scoring against the truth, storing the mask.")
+
+
+class CompressionMetrics(BaseModel):
+    """Original upload versus its decoded blob (docs/metrics.md has the definitions)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    codec: str | None = None
+    raw_nbytes: int | None = None
+    blob_nbytes: int | None = None
+    cr_raw: float | None = Field(None, description="Raw voxel bytes / blob bytes.")
+    cr_nifti_gz: float | None = Field(None, description="Uploaded .nii.gz bytes / blob bytes.")
+    bits_per_voxel: float | None = None
+    psnr_db: float | None = Field(None, description="Null when lossless.")
+    ssim: float | None = None
+    max_abs_error: float | None = None
+    rmse: float | None = None
+    compress_mb_s: float | None = None
+    decompress_mb_s: float | None = None
+
+
+class SegmentationMetrics(BaseModel):
+    """Predicted mask versus the uploaded truth."""
+
+    model_config = ConfigDict(extra="allow")
+
+    dice: float | None = None
+    iou: float | None = None
+    sensitivity: float | None = None
+    specificity: float | None = None
+    precision: float | None = None
+    volume_similarity: float | None = None
+    hd95_mm: float | None = None
+    assd_mm: float | None = None
+
+
+class JobStatus(BaseModel):
+    id: str
+    url: str
+    state: JobStateName
+    queue: str | None = None
+    position: int | None = Field(
+        None, description="Jobs ahead of this one in its queue (0 = next), while queued."
+    )
+    progress: float = Field(ge=0.0, le=1.0)
+    stage: str | None = Field(None, description="The stage running now.")
+    attempts: int = Field(description="Attempts started so far.")
+    max_attempts: int
+    model: str
+    codec: dict[str, Any]
+    image: ImageInfo
+    has_truth: bool
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    stage_seconds: StageSeconds
+    compression: CompressionMetrics
+    segmentation: SegmentationMetrics | None = Field(
+        None, description="Present when finished and a truth was given."
+    )
+    error: str | None = Field(None, description="Why it failed, when it failed.")
+    notes: list[str] = Field(
+        default_factory=list, description="Earlier attempts that ended, and why."
+    )
+    links: JobLinks
+
+
+class JobDeleted(BaseModel):
+    id: str
+    previous_state: JobStateName
+    cancelled: bool = Field(description="True when the job had not finished yet.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    redis: bool = Field(description="Redis answers.")
+    store: bool = Field(description="The blob store is writable.")
+    workers: int = Field(description="Workers with a recent heartbeat.")
+    detail: str | None = None

@@ -1,0 +1,120 @@
+"""The functions RQ calls: the job itself and its failure callback.
+
+The job body is `vesselzip.jobs.run_job`; this module adds what only a queued job has:
+attempts, progress and cancellation through the Redis record, the result JSON, and
+the split between faults worth retrying and bad input that is not."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+from rq import get_current_job
+from rq.exceptions import AbandonedJobError
+from rq.timeouts import JobTimeoutException
+from vesselzip.errors import VesselzipError
+from vesselzip.jobs import JobResult, JobSpec, delete_job_data, run_job, save_result
+from vesselzip.settings import get_settings
+from vesselzip.store import open_store
+from vesselzip_worker.records import TERMINAL_STATES, JobRecords
+
+log = logging.getLogger("vesselzip.worker")
+
+
+class JobCancelled(Exception):
+    """The client deleted the job while it ran."""
+
+
+class ProgressReporter:
+    """Writes (stage, progress) to the job record, at most a few times a second, and
+    stops the job when its record says it was cancelled."""
+
+    def __init__(self, records: JobRecords, job_id: str, min_interval_s: float = 0.25):
+        self.records = records
+        self.job_id = job_id
+        self.min_interval_s = min_interval_s
+        self.stage = "fetch"
+        self._last_write = 0.0
+
+    def __call__(self, stage: str, progress: float) -> None:
+        now = time.monotonic()
+        if stage == self.stage and now - self._last_write < self.min_interval_s:
+            return
+        self.stage = stage
+        self._last_write = now
+        try:
+            still_wanted = self.records.set_progress(self.job_id, stage, progress)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            log.warning("job %s: could not record progress (Redis unreachable)", self.job_id)
+            return
+        if not still_wanted:
+            raise JobCancelled(self.job_id)
+
+
+def run_segmentation_job(spec: dict) -> dict:
+    """Run one job; RQ retries it when this raises (transient faults only)."""
+    from vesselzip.model import load_segmenter
+
+    settings = get_settings()
+    store = open_store(settings.store_dir)
+    job_spec = JobSpec.model_validate(spec)
+    records = JobRecords(get_current_job().connection, ttl_s=settings.record_ttl_s)
+    record = records.begin_attempt(job_spec.job_id)
+    if record is None:  # cancelled while it waited
+        delete_job_data(store, job_spec.owned_keys, job_spec.job_id)
+        return {"state": "cancelled"}
+
+    reporter = ProgressReporter(records, job_spec.job_id)
+    try:
+        t0 = time.perf_counter()
+        segmenter = load_segmenter(
+            job_spec.model, checkpoint=settings.checkpoint, device=settings.device
+        )
+        model_load_s = time.perf_counter() - t0
+        result = run_job(job_spec, store, segmenter, reporter)
+        result.stage_seconds["model_load"] = model_load_s
+    except JobCancelled:
+        delete_job_data(store, job_spec.owned_keys, job_spec.job_id)
+        return {"state": "cancelled"}
+    except VesselzipError as exc:  # bad input: retrying cannot help
+        result = JobResult.failed(job_spec, f"{reporter.stage} failed: {exc}")
+    except JobTimeoutException:  # a deterministic job would time out again
+        result = JobResult.failed(
+            job_spec,
+            f"timed out after {settings.job_timeout_s} s during {reporter.stage} "
+            "(VESSELZIP_JOB_TIMEOUT_S); not retried",
+        )
+
+    if record.started_at and record.queued_at:
+        result.stage_seconds["queue_wait"] = max(0.0, record.started_at - record.queued_at)
+    result.attempts = record.attempts
+    result.notes = record.notes
+    save_result(store, result)
+    if not records.finish(result):  # deleted while it ran
+        delete_job_data(store, job_spec.owned_keys, job_spec.job_id)
+        return {"state": "cancelled"}
+    return {"state": result.state}
+
+
+def on_job_failure(job, connection, exc_type, exc_value, traceback) -> None:
+    """RQ calls this when an attempt raised or its worker died (AbandonedJobError),
+    before it decides whether to retry. Record why; finalise when no attempt is left."""
+    settings = get_settings()
+    records = JobRecords(connection, ttl_s=settings.record_ttl_s)
+    record = records.get(job.id)
+    if record is None or record.state in TERMINAL_STATES:
+        return
+    stage = record.stage or "queue_wait"
+    attempt = f"attempt {max(record.attempts, 1)}/{record.max_attempts}"
+    if exc_type is not None and issubclass(exc_type, AbandonedJobError):
+        reason = f"the worker stopped responding during {stage} ({attempt})"
+    else:
+        name = exc_type.__name__ if exc_type is not None else "error"
+        reason = f"{stage} failed: {name}: {exc_value} ({attempt})"
+    if job.retries_left:
+        records.requeued(job.id, f"{reason}; retried")
+        return
+    result = JobResult.failed(record.spec, reason, attempts=record.attempts, notes=record.notes)
+    save_result(open_store(settings.store_dir), result)
+    records.finish(result)

@@ -1,0 +1,167 @@
+"""Blob store: where compressed volumes, truths, masks and result JSON live.
+
+Keys are relative POSIX paths such as ``blobs/<job>.vz``. The local implementation
+writes every object to a temporary file in the same directory and renames it into
+place, so a reader (on this host or another one sharing the mount) sees either the
+whole object or nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from vesselzip.errors import NotFoundError, VesselzipError
+
+_KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_key(key: str) -> str:
+    """A key is one or more safe path parts joined by "/"; never absolute, never ".."."""
+    parts = key.split("/")
+    if not key or not all(_KEY_PART.match(p) for p in parts):
+        raise VesselzipError(f"invalid store key {key!r}")
+    return key
+
+
+class BlobStore(ABC):
+    """The few operations the gateway and the workers need."""
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def put_file(self, key: str, source: Path) -> None:
+        """Store a file, moving it when possible (the source is gone afterwards)."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def local_path(self, key: str) -> Path:
+        """A readable local path for the object (for streaming responses)."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def size(self, key: str) -> int: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def keys(self, prefix: str = "") -> Iterator[str]: ...
+
+    @abstractmethod
+    def temp_file(self, suffix: str = "") -> tuple[BinaryIO, Path]:
+        """A new temporary file on the store's volume (uploads are spooled here)."""
+
+    def put_json(self, key: str, value: dict) -> None:
+        self.put_bytes(key, json.dumps(value, indent=1, sort_keys=True).encode())
+
+    def get_json(self, key: str) -> dict:
+        return json.loads(self.get_bytes(key))
+
+    def writable(self) -> bool:
+        """Whether an object can be written and removed right now."""
+        try:
+            stream, path = self.temp_file(".probe")
+            with stream:
+                stream.write(b"ok")
+            path.unlink()
+            return True
+        except OSError:
+            return False
+
+
+class LocalStore(BlobStore):
+    """A directory on a local disk or a shared mount (NFS, a Docker volume)."""
+
+    TMP_DIR = "tmp"
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+        (self.root / self.TMP_DIR).mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put_file(self, key: str, source: Path) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
+        os.close(fd)
+        try:
+            # A move within one filesystem is a rename; across filesystems it copies.
+            shutil.move(str(source), tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"no stored object {key!r}") from None
+
+    def local_path(self, key: str) -> Path:
+        path = self._path(key)
+        if not path.is_file():
+            raise NotFoundError(f"no stored object {key!r}")
+        return path
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise NotFoundError(f"no stored object {key!r}") from None
+
+    def delete(self, key: str) -> bool:
+        try:
+            self._path(key).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        base = self.root / prefix if prefix else self.root
+        if not base.is_dir():
+            return
+        for path in sorted(base.rglob("*")):
+            rel = path.relative_to(self.root).as_posix()
+            if path.is_file() and not path.name.startswith(".") and not rel.startswith("tmp/"):
+                yield rel
+
+    def temp_file(self, suffix: str = "") -> tuple[BinaryIO, Path]:
+        fd, name = tempfile.mkstemp(dir=self.root / self.TMP_DIR, suffix=suffix)
+        return os.fdopen(fd, "w+b"), Path(name)
+
+
+def open_store(store_dir: str | Path) -> BlobStore:
+    """The store configured by VESSELZIP_STORE_DIR (only the local kind exists)."""
+    return LocalStore(store_dir)
