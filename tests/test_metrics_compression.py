@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from monai.metrics import PSNRMetric, SSIMMetric
 from scipy import ndimage
-from skimage.metrics import structural_similarity
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from vesselzip.errors import InvalidVolumeError
 from vesselzip.metrics.compression import compression_metrics, psnr, ssim3d
 
@@ -67,7 +67,7 @@ def test_psnr_of_a_changed_constant_volume():
     assert psnr(original, original + 1) == -math.inf
 
 
-def test_psnr_agrees_with_monai():
+def test_psnr_agrees_with_monai_and_skimage():
     original, decoded = noisy_pair(1, (13, 17, 19))
     peak = float(original.max() - original.min())
     metric = PSNRMetric(max_val=peak)
@@ -76,6 +76,10 @@ def test_psnr_agrees_with_monai():
         torch.from_numpy(original.astype(np.float64))[None, None],
     ).item()
     assert psnr(original, decoded) == pytest.approx(expected, rel=1e-9)
+    from_skimage = peak_signal_noise_ratio(
+        original.astype(np.float64), decoded.astype(np.float64), data_range=peak
+    )
+    assert psnr(original, decoded) == pytest.approx(from_skimage, rel=1e-9)
 
 
 def test_psnr_over_more_voxels_than_one_chunk():

@@ -1,11 +1,12 @@
 """How much smaller and how different a decoded volume is. Definitions (peak, SSIM
 window and constants, ratios) are written out in docs/metrics.md; keep the two in step.
 
-Large volumes are processed in slabs along the first axis so no full-size float64
-copy of a volume is ever made."""
+Large volumes are processed in chunks so no full-size float64 copy of a volume is
+ever made."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -19,8 +20,9 @@ SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
-# Output planes per slab; a slab of a 512x512 volume is a few tens of MB in float64.
-_SLAB_PLANES = 32
+# SSIM is computed in float64 on blocks of up to this many valid voxels per axis
+# (74^3 input voxels with the window's halo), which keeps memory to tens of MB.
+_SSIM_BLOCK = 64
 
 
 def _check_pair(original: np.ndarray, decoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +44,7 @@ def data_range(volume: np.ndarray) -> float:
 
 
 def _error_stats(original: np.ndarray, decoded: np.ndarray) -> tuple[float, float]:
-    """(mean squared error, max absolute error), accumulated in float64 slab by slab."""
+    """(mean squared error, max absolute error), accumulated in float64 chunk by chunk."""
     squared_sum = 0.0
     max_abs = 0.0
     flat_original = original.reshape(-1)
@@ -98,31 +100,48 @@ def ssim3d(original: np.ndarray, decoded: np.ndarray, *, peak: float | None = No
         return math.nan
     c1 = (SSIM_K1 * peak) ** 2
     c2 = (SSIM_K2 * peak) ** 2
-    radius = SSIM_WIN_SIZE // 2
-    valid = (slice(radius, -radius),) * 3
-
-    def local_mean(values: np.ndarray) -> np.ndarray:
-        # The boundary mode never reaches the cropped (valid) region.
-        return ndimage.gaussian_filter(values, SSIM_SIGMA, radius=radius)[valid]
-
     ssim_sum = 0.0
     ssim_count = 0
-    valid_planes = original.shape[0] - 2 * radius
-    for first in range(0, valid_planes, _SLAB_PLANES):
-        last = min(first + _SLAB_PLANES, valid_planes)
-        x = original[first : last + 2 * radius].astype(np.float64)
-        y = decoded[first : last + 2 * radius].astype(np.float64)
-        mu_x = local_mean(x)
-        mu_y = local_mean(y)
-        var_x = local_mean(x * x) - mu_x * mu_x
-        var_y = local_mean(y * y) - mu_y * mu_y
-        cov_xy = local_mean(x * y) - mu_x * mu_y
-        ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / (
-            (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
-        )
+    for block in _ssim_blocks(original.shape):
+        ssim_map = _ssim_map(original[block], decoded[block], c1, c2)
         ssim_sum += float(ssim_map.sum())
         ssim_count += ssim_map.size
     return ssim_sum / ssim_count
+
+
+def _ssim_blocks(shape: tuple[int, ...]):
+    """Input blocks whose valid regions tile the volume's valid region exactly."""
+    halo = SSIM_WIN_SIZE - 1
+    starts_per_axis = [range(0, n - halo, _SSIM_BLOCK) for n in shape]
+    for starts in itertools.product(*starts_per_axis):
+        yield tuple(
+            slice(start, min(start + _SSIM_BLOCK, n - halo) + halo)
+            for start, n in zip(starts, shape, strict=True)
+        )
+
+
+def _valid_local_mean(values: np.ndarray) -> np.ndarray:
+    """Gaussian-weighted window mean at every position where the whole window fits.
+    One axis at a time, cropping after each pass: the boundary mode never reaches
+    what is kept, and later passes run on less data."""
+    radius = SSIM_WIN_SIZE // 2
+    for axis in range(values.ndim):
+        values = ndimage.gaussian_filter1d(values, SSIM_SIGMA, axis=axis, radius=radius)
+        values = np.moveaxis(np.moveaxis(values, axis, 0)[radius:-radius], 0, axis)
+    return values
+
+
+def _ssim_map(x: np.ndarray, y: np.ndarray, c1: float, c2: float) -> np.ndarray:
+    x = x.astype(np.float64)
+    y = y.astype(np.float64)
+    mu_x = _valid_local_mean(x)
+    mu_y = _valid_local_mean(y)
+    var_x = _valid_local_mean(x * x) - mu_x * mu_x
+    var_y = _valid_local_mean(y * y) - mu_y * mu_y
+    cov_xy = _valid_local_mean(x * y) - mu_x * mu_y
+    return ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / (
+        (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
+    )
 
 
 def _finite_or_none(value: float | None) -> float | None:
