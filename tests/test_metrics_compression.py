@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import zfpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from monai.metrics import PSNRMetric, SSIMMetric
@@ -82,9 +83,13 @@ def test_psnr_agrees_with_monai_and_skimage():
     assert psnr(original, decoded) == pytest.approx(from_skimage, rel=1e-9)
 
 
-def test_psnr_over_more_voxels_than_one_chunk():
-    # More than the 4 Mi voxels accumulated at a time.
-    original, decoded = noisy_pair(2, (161, 160, 170), noise=3.0)
+def test_psnr_over_several_chunks_and_mixed_memory_layouts():
+    # More than the 4 Mi voxels accumulated at a time, and the original in Fortran
+    # order as nibabel often returns it while the decoded volume is in C order.
+    rng = np.random.default_rng(2)
+    shape = (161, 160, 170)
+    original = np.asfortranarray(rng.integers(0, 2000, shape, dtype=np.int16))
+    decoded = (original + rng.normal(0, 3, shape)).astype(np.float32)
     diff = original.astype(np.float64) - decoded.astype(np.float64)
     peak = float(original.max()) - float(original.min())
     expected = 10 * math.log10(peak**2 / np.mean(diff**2))
@@ -134,9 +139,9 @@ def test_ssim_agrees_with_monai_and_skimage(seed, shape, noise):
     assert ours == pytest.approx(skimage_ssim(original, decoded, peak), rel=1e-9)
 
 
-def test_ssim_across_several_slabs_agrees_with_skimage():
-    # 80 planes along the first axis: three slabs of up to 32 output planes.
-    original, decoded = noisy_pair(4, (80, 14, 15), noise=60.0)
+def test_ssim_across_several_blocks_agrees_with_skimage():
+    # Valid region 70 x 4 x 66: two blocks of up to 64 along the first and last axes.
+    original, decoded = noisy_pair(4, (80, 14, 76), noise=60.0)
     peak = float(original.max()) - float(original.min())
     assert ssim3d(original, decoded) == pytest.approx(
         skimage_ssim(original, decoded, peak), rel=1e-9
@@ -213,3 +218,31 @@ def test_shape_mismatch_is_a_clear_error():
         compression_metrics(np.zeros((4, 4, 4)), np.zeros((4, 4, 3)), blob_nbytes=1)
     with pytest.raises(InvalidVolumeError, match="shape"):
         psnr(np.zeros((4, 4, 4)), np.zeros((4, 4, 3)))
+
+
+@pytest.mark.parametrize("tolerance", [5.0, 50.0])
+def test_zfp_error_bound_shows_in_the_metrics(tolerance):
+    original, _ = noisy_pair(7, (24, 20, 16))
+    blob = zfpy.compress_numpy(original.astype(np.float32), tolerance=tolerance)
+    decoded = zfpy.decompress_numpy(blob)
+
+    metrics = compression_metrics(original, decoded, blob_nbytes=len(blob))
+
+    assert 0.0 < metrics["max_abs_error"] <= tolerance
+    assert metrics["rmse"] <= metrics["max_abs_error"]
+    peak = float(original.max()) - float(original.min())
+    assert metrics["psnr_db"] >= 20 * math.log10(peak / tolerance)
+    assert metrics["cr_raw"] == pytest.approx(original.nbytes / len(blob))
+
+
+def test_zfp_fixed_rate_gives_the_requested_bits_per_voxel():
+    original, _ = noisy_pair(8, (32, 32, 32))  # whole 4x4x4 blocks, so no padding
+    blob = zfpy.compress_numpy(original.astype(np.float32), rate=4)
+    decoded = zfpy.decompress_numpy(blob)
+
+    metrics = compression_metrics(original, decoded, blob_nbytes=len(blob))
+
+    # The zfpy stream adds a small header to the 4 bits per voxel.
+    assert metrics["bits_per_voxel"] == pytest.approx(4.0, rel=0.01)
+    assert metrics["cr_raw"] == pytest.approx(16 / 4, rel=0.01)
+    assert 0.0 < metrics["ssim"] < 1.0

@@ -23,6 +23,8 @@ SSIM_K2 = 0.03
 # SSIM is computed in float64 on blocks of up to this many valid voxels per axis
 # (74^3 input voxels with the window's halo), which keeps memory to tens of MB.
 _SSIM_BLOCK = 64
+# Voxels per float64 chunk when accumulating errors (32 MB).
+_CHUNK_VOXELS = 1 << 22
 
 
 def _check_pair(original: np.ndarray, decoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +35,7 @@ def _check_pair(original: np.ndarray, decoded: np.ndarray) -> tuple[np.ndarray, 
             f"decoded volume has shape {decoded.shape}, original has {original.shape}; "
             "they must match voxel for voxel"
         )
-    if original.size == 0:
+    if original.ndim == 0 or original.size == 0:
         raise InvalidVolumeError("cannot compare empty volumes")
     return original, decoded
 
@@ -44,18 +46,19 @@ def data_range(volume: np.ndarray) -> float:
 
 
 def _error_stats(original: np.ndarray, decoded: np.ndarray) -> tuple[float, float]:
-    """(mean squared error, max absolute error), accumulated in float64 chunk by chunk."""
+    """(mean squared error, max absolute error), accumulated in float64 over slabs of
+    whole planes, so any memory layout (NIfTI data is often Fortran-ordered) works
+    without copying the volume."""
     squared_sum = 0.0
     max_abs = 0.0
-    flat_original = original.reshape(-1)
-    flat_decoded = decoded.reshape(-1)
-    step = 1 << 22
-    for start in range(0, flat_original.size, step):
-        diff = flat_original[start : start + step].astype(np.float64)
-        diff -= flat_decoded[start : start + step]
-        squared_sum += float(np.dot(diff, diff))
+    plane_voxels = max(1, original.size // max(1, original.shape[0]))
+    planes = max(1, _CHUNK_VOXELS // plane_voxels)
+    for first in range(0, original.shape[0], planes):
+        diff = original[first : first + planes].astype(np.float64)
+        diff -= decoded[first : first + planes]
+        squared_sum += float(np.sum(diff * diff))
         max_abs = max(max_abs, float(np.max(np.abs(diff))))
-    return squared_sum / flat_original.size, max_abs
+    return squared_sum / original.size, max_abs
 
 
 def psnr(original: np.ndarray, decoded: np.ndarray) -> float:
