@@ -142,9 +142,11 @@ def volume_to_bytes(data: np.ndarray, like: Volume, *, gzip: bool = True) -> byt
         raise InvalidVolumeError(f"cannot write dtype {data.dtype}; use one of {_dtype_names()}")
     header = like.header.copy()
     header.set_data_dtype(data.dtype)
-    if data.dtype != like.dtype:
-        header.set_slope_inter(np.nan, np.nan)
     image = nib.Nifti1Image(data, like.affine, header)
+    if data.dtype == like.dtype:
+        # nibabel clears the scaling of a header given with an array; put it back.
+        for field in ("scl_slope", "scl_inter"):
+            image.header[field] = like.header[field]
     nii = image.to_bytes()
     # mtime=0 keeps the output reproducible byte for byte.
     return _gzip_bytes(nii) if gzip else nii

@@ -4,7 +4,7 @@ Config: {"id": "zfp", "mode": MODE, "value": NUMBER, "backend": "zfpy" | "pyzfp"
 ("value" is absent for "reversible"; "backend" is absent when it is the default
 "zfpy"). Modes:
 
-- rate: bits per voxel of the working type (fixed size, `fixed_rate_nbytes`).
+- rate: bits per voxel, 0.25-64 (fixed size, see `fixed_rate_nbytes`).
 - tolerance: absolute error bound, max |decoded - original| <= value.
 - relative_tolerance: the bound as a fraction of the volume's intensity range.
 - precision: number of bit planes kept (1-64).
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import numbers
 import struct
 from typing import Any
 
@@ -40,8 +41,14 @@ from vesselzip.volumes import SUPPORTED_DTYPES
 MODES = ("rate", "tolerance", "relative_tolerance", "precision", "reversible")
 BACKENDS = ("zfpy", "pyzfp")
 DEFAULT_BACKEND = "zfpy"
+#: Lowest fixed rate (bits/voxel): 16 bits per 4x4x4 block, above the 9 (float32) or
+#: 12 (float64) bits a block's exponent needs.
+MIN_RATE = 0.25
 
 _PYZFP_PARAMETER = struct.Struct("<d")
+# Smallest tolerance zfp honours, relative to max |value|: 4 ulps of the float type
+# (measured: float32 breaks its bound below about 1 ulp).
+_RESOLUTION = {np.dtype(np.float32): 2.0**-21, np.dtype(np.float64): 2.0**-50}
 # zfpy's full header: magic (32 bits) + field metadata (52) + mode (12, or 64 when long).
 _HEADER_BITS_SHORT_MODE = 32 + 52 + 12
 _HEADER_BITS_LONG_MODE = 32 + 52 + 64
@@ -98,6 +105,11 @@ class ZfpCodec(Codec):
         if self._pyzfp is None:
             kwargs = {} if parameter is None else {_zfp_keyword(self.mode): parameter}
             return zfpy.compress_numpy(work, **kwargs)
+        if parameter is None:
+            raise InvalidCodecConfigError(
+                f"{self.describe()} is below what {work.dtype} resolves in this volume; "
+                "use a larger tolerance or the zfpy backend"
+            )
         stream = self._pyzfp.compress(
             np.ascontiguousarray(work), parallel=False, **{_zfp_keyword(self.mode): parameter}
         )
@@ -130,16 +142,23 @@ class ZfpCodec(Codec):
         return to_dtype(work, dtype)
 
     def _zfp_parameter(self, array: np.ndarray) -> float | int | None:
-        """The number handed to zfp for this array (None for reversible)."""
+        """The number handed to zfp for this array; None means code it reversibly."""
         if self.mode in ("rate", "precision", "reversible"):
             return self.value
         tolerance = self.value
-        if self.mode == "relative_tolerance":
-            tolerance = self.value * (float(array.max()) - float(array.min()))
         if array.dtype.kind in "iu":
+            if self.mode == "relative_tolerance":
+                tolerance *= float(array.max()) - float(array.min())
+            # Rounding a value within floor(t) + 0.5 of an integer lands within floor(t).
             return float(math.floor(tolerance)) if tolerance >= 1 else 0.25
-        # A constant volume has no range; the smallest tolerance keeps it exact.
-        return max(tolerance, float(np.finfo(array.dtype).tiny))
+        low, high = float(array.min()), float(array.max())
+        if self.mode == "relative_tolerance":
+            tolerance *= high - low
+        # zfp cannot keep a bound finer than the float type resolves at the volume's
+        # magnitude (nor a zero one): such volumes are coded losslessly instead.
+        if tolerance <= max(abs(low), abs(high)) * _RESOLUTION[array.dtype]:
+            return None
+        return tolerance
 
 
 def working_dtype(dtype: np.dtype) -> np.dtype:
@@ -163,10 +182,8 @@ def to_dtype(work: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def fixed_rate_nbytes(shape: tuple[int, ...], dtype: np.dtype, rate: float) -> int:
     """Exact size of a zfpy fixed-rate payload (header included) for a 3D volume."""
-    work_dtype = working_dtype(dtype)
-    # zfp_stream_set_rate: bits per 4x4x4 block, at least 1 + exponent bits.
-    exponent_bits = 8 if work_dtype == np.float32 else 11
-    block_bits = max(math.floor(64 * rate + 0.5), 1 + exponent_bits)
+    working_dtype(dtype)  # refuse what cannot be compressed
+    block_bits = math.floor(64 * rate + 0.5)  # as zfp_stream_set_rate rounds it
     n_blocks = math.prod(math.ceil(n / 4) for n in shape)
     header_bits = _HEADER_BITS_SHORT_MODE if block_bits <= 2048 else _HEADER_BITS_LONG_MODE
     words = math.ceil((header_bits + n_blocks * block_bits) / 64)  # stream ends word-aligned
@@ -182,18 +199,23 @@ def _checked_value(mode: str, value: Any) -> float | int | None:
         if value is not None:
             raise InvalidCodecConfigError("zfp mode 'reversible' takes no value")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise InvalidCodecConfigError(f"zfp mode {mode!r} needs a numeric value, got {value!r}")
     if mode == "precision":
         if value != int(value) or not 1 <= value <= 64:
             raise InvalidCodecConfigError(f"zfp precision must be a whole number 1-64, got {value}")
         return int(value)
     value = float(value)
-    limits = {"rate": (0, 64), "tolerance": (0, math.inf), "relative_tolerance": (0, 1)}
-    low, high = limits[mode]
-    if not (low < value <= high and math.isfinite(value)):
+    if mode == "rate" and not MIN_RATE <= value <= 64:
+        # Below a block's exponent bits zfp writes past its buffer (heap corruption).
         raise InvalidCodecConfigError(
-            f"zfp {mode} must be above {low} and at most {high:g}, got {value:g}"
+            f"zfp rate must be between {MIN_RATE} and 64 bits/voxel, got {value:g}"
+        )
+    if mode == "tolerance" and not value > 0:
+        raise InvalidCodecConfigError(f"zfp tolerance must be above 0, got {value:g}")
+    if mode == "relative_tolerance" and not 0 < value <= 1:
+        raise InvalidCodecConfigError(
+            f"zfp relative_tolerance must be above 0 and at most 1, got {value:g}"
         )
     return value
 
