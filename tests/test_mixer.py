@@ -67,39 +67,39 @@ def test_scan_gradients_match_the_recurrence():
         torch.testing.assert_close(got, want)
 
 
-def reference_mixer(mixer: BiMambaMixer, tokens: torch.Tensor) -> torch.Tensor:
-    """bimamba v2 written out from the description, one direction at a time."""
-    d_inner, rank, n = mixer.d_inner, mixer.dt_rank, mixer.d_state
-    xz = tokens @ mixer.in_proj.weight.t()  # (B, L, 2 d_inner)
+def reference_mixer(state, tokens, prefix=""):
+    """bimamba v2 written out from the description, from a state dict's tensors."""
+
+    def w(name):
+        return state[prefix + name]
+
+    d_inner, rank = w("D").shape[0], w("dt_proj.weight").shape[1]
+    n = w("A_log").shape[1]
+    xz = tokens @ w("in_proj.weight").t()  # (B, L, 2 d_inner)
     x, z = xz[..., :d_inner], xz[..., d_inner:]
 
     def one_direction(x, z, suffix):
-        conv = getattr(mixer, "conv1d" + suffix)
-        x_proj = getattr(mixer, "x_proj" + suffix).weight
-        dt_proj = getattr(mixer, "dt_proj" + suffix)
-        A = -torch.exp(getattr(mixer, "A_b_log" if suffix else "A_log"))
-        D = getattr(mixer, "D" + suffix)
-        length, width = x.shape[1], conv.weight.shape[-1]
+        conv_w, conv_b = w(f"conv1d{suffix}.weight"), w(f"conv1d{suffix}.bias")
+        A = -torch.exp(w("A_b_log" if suffix else "A_log"))
+        length, width = x.shape[1], conv_w.shape[-1]
         # Causal depthwise conv: output t sees x[t-width+1 .. t], zeros before the start.
         padded = F.pad(x.transpose(1, 2), (width - 1, 0))
         conv_out = torch.stack(
-            [
-                (padded[..., t : t + width] * conv.weight[:, 0]).sum(-1) + conv.bias
-                for t in range(length)
-            ],
+            [(padded[..., t : t + width] * conv_w[:, 0]).sum(-1) + conv_b for t in range(length)],
             dim=-1,
         )
         u = F.silu(conv_out)  # (B, d_inner, L)
-        dbc = u.transpose(1, 2) @ x_proj.t()
+        dbc = u.transpose(1, 2) @ w(f"x_proj{suffix}.weight").t()
         dt_raw, Bm, Cm = dbc[..., :rank], dbc[..., rank : rank + n], dbc[..., rank + n :]
-        delta = F.softplus(dt_raw @ dt_proj.weight.t() + dt_proj.bias).transpose(1, 2)
+        dt = dt_raw @ w(f"dt_proj{suffix}.weight").t() + w(f"dt_proj{suffix}.bias")
+        delta = F.softplus(dt).transpose(1, 2)
         return selective_scan_reference(
-            u, delta, A, Bm.transpose(1, 2), Cm.transpose(1, 2), D, z.transpose(1, 2)
+            u, delta, A, Bm.transpose(1, 2), Cm.transpose(1, 2), w("D" + suffix), z.transpose(1, 2)
         )
 
     y_forward = one_direction(x, z, "")
     y_backward = one_direction(x.flip(1), z.flip(1), "_b").flip(-1)
-    return (y_forward + y_backward).transpose(1, 2) @ mixer.out_proj.weight.t()
+    return (y_forward + y_backward).transpose(1, 2) @ w("out_proj.weight").t()
 
 
 def randomise(module: torch.nn.Module, seed: int = 0) -> None:
@@ -117,7 +117,7 @@ def test_mixer_matches_description(length):
     tokens = torch.randn(2, length, 20)
     with torch.no_grad():
         torch.testing.assert_close(
-            mixer(tokens), reference_mixer(mixer, tokens), rtol=1e-5, atol=1e-5
+            mixer(tokens), reference_mixer(mixer.state_dict(), tokens), rtol=1e-5, atol=1e-5
         )
 
 

@@ -14,6 +14,7 @@ unchanged with ``strict=True``. For ``feature_dims = [f0..f4]``:
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -239,31 +240,44 @@ def _load_file(path) -> object:
     if not path.is_file():
         raise VesselzipError(f"checkpoint file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pass
-    except Exception as exc:  # torch raises several types for files it cannot read
-        raise VesselzipError(f"cannot read checkpoint {path}: {exc}") from exc
-    # Training scripts often store numpy scalars (e.g. the best Dice) next to the
-    # weights; allow exactly those, still refusing arbitrary objects.
-    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if _WEIGHTS_ONLY_REFUSAL not in str(exc):
+                raise
+        # Training scripts often store numpy scalars (e.g. the best Dice) next to the
+        # weights; allow exactly those, still refusing arbitrary objects.
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except pickle.UnpicklingError as exc:
+        if _WEIGHTS_ONLY_REFUSAL not in str(exc):
+            raise VesselzipError(f"cannot read checkpoint {path}: {exc}") from exc
+        refused = re.findall(r"Unsupported global: GLOBAL (\S+)", str(exc))
         raise VesselzipError(
             f"checkpoint {path} holds Python objects other than tensors, plain containers "
-            f"and numpy scalars, and is not unpickled for safety ({exc}). Re-save it as "
-            "{'model': model.state_dict()} with torch.save."
+            f"and numpy scalars ({', '.join(refused) or 'see torch.load'}), and they are not "
+            "unpickled for safety. Re-save it as {'model': model.state_dict()} with torch.save."
         ) from exc
+    except Exception as exc:  # torch raises several types for files it cannot read
+        raise VesselzipError(f"cannot read checkpoint {path}: {exc}") from exc
+
+
+# How torch.load(weights_only=True) words its refusal of a non-allowlisted object.
+_WEIGHTS_ONLY_REFUSAL = "Weights only load failed"
 
 
 def _numpy_scalar_globals() -> list:
     import numpy as np
 
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+
     dtype_classes = [
         type(np.dtype(t)) for t in ("float16", "float32", "float64", "int32", "int64", "bool")
     ]
-    return [np.core.multiarray.scalar, np.dtype, *dtype_classes]
+    return [scalar, np.dtype, *dtype_classes]
 
 
 def infer_config(state: Mapping[str, torch.Tensor]) -> dict:
