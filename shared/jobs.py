@@ -27,6 +27,7 @@ from vesselzip.store import BlobStore
 STAGES = ("upload", "compress", "queue_wait", "fetch", "decompress", "inference", "metrics")
 # Share of a worker's progress bar each of its stages covers (inference dominates).
 _WORKER_PROGRESS = {
+    "compress": (0.0, 0.0),  # only jobs with a source_key; brief next to inference
     "fetch": (0.0, 0.05),
     "decompress": (0.05, 0.15),
     "inference": (0.15, 0.9),
@@ -77,6 +78,9 @@ class JobSpec(BaseModel):
     # Store keys that belong to this job alone and go when it is deleted; a shared
     # volume (e.g. a dataset's) is referenced by key but not listed here.
     owned_keys: list[str] = Field(default_factory=list)
+    # An original volume in the store (a dataset's) that the worker compresses with
+    # `codec` into `blob_key` first; None when the gateway compressed an upload.
+    source_key: str | None = None
     # Compression metrics measured where the original was (see compress_upload).
     compression: dict[str, Any] = Field(default_factory=dict)
     # Seconds spent before the job reached a queue (upload, compress).
@@ -151,7 +155,7 @@ def compress_upload(
     Raises InvalidVolumeError / VolumeTooLargeError for bad uploads and
     InvalidCodecConfigError for a bad codec configuration (checked first: it is cheap)."""
     from vesselzip.codecs import get_codec
-    from vesselzip.container import decode_volume, encode_volume
+    from vesselzip.container import decode_volume, encode_volume, read_blob_info
     from vesselzip.metrics.compression import compression_metrics
     from vesselzip.volumes import read_volume
 
@@ -178,6 +182,8 @@ def compress_upload(
     )
     t4 = time.perf_counter()
     metrics["codec"] = codec.describe()
+    # The codec's own stream, without the container's header (e.g. the bare ZFP stream).
+    metrics["payload_nbytes"] = read_blob_info(blob).payload_nbytes
     image = ImageInfo(
         filename=filename,
         shape=tuple(int(n) for n in volume.shape),
@@ -227,7 +233,8 @@ def run_job(
     segmenter: Any,
     report_progress: ReportProgress | None = None,
 ) -> JobResult:
-    """Fetch, verify, decode, segment, score and store the mask of one job.
+    """Fetch, verify, decode, segment, score and store the mask of one job (first
+    compressing its source volume when it names one: sweeps over a stored dataset).
 
     `report_progress(stage, fraction)` is called often; it may raise to abandon the
     job (e.g. when it was cancelled). Raises VesselzipError for bad stored input
@@ -242,6 +249,17 @@ def run_job(
             report_progress(stage, lo + (hi - lo) * min(max(fraction, 0.0), 1.0))
 
     seconds = dict(spec.stage_seconds)
+    compression = spec.compression
+
+    if spec.source_key is not None:
+        progress("compress", 0.0)
+        t0 = time.perf_counter()
+        compressed = compress_upload(
+            store.local_path(spec.source_key), spec.codec, filename=spec.image.filename
+        )
+        store.put_bytes(spec.blob_key, compressed.blob)
+        compression = compressed.compression
+        seconds["compress"] = time.perf_counter() - t0
 
     progress("fetch", 0.0)
     t0 = time.perf_counter()
@@ -284,7 +302,7 @@ def run_job(
         owner=spec.owner,
         has_truth=spec.truth_key is not None,
         stage_seconds=seconds,
-        compression=spec.compression,
+        compression=compression,
         segmentation=scores,
         mask_key=mask_key(spec.job_id),
         blob_key=spec.blob_key,

@@ -40,7 +40,9 @@ class StageSeconds(BaseModel):
 
     upload: float | None = Field(None, description="Receiving the request body.")
     compress: float | None = Field(
-        None, description="Validating, encoding and measuring the codec, at the gateway."
+        None,
+        description="Validating, encoding and measuring the codec: at the gateway for an "
+        "upload, on the worker for a sweep over a stored dataset.",
     )
     queue_wait: float | None = Field(None, description="From queued to picked up (so far).")
     model_load: float | None = Field(None, description="Zero when the model was warm.")
