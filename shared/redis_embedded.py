@@ -6,7 +6,9 @@ finds its queued jobs again."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -42,13 +44,19 @@ class EmbeddedRedis:
         if server is None:
             return
         pid = server.pid
-        try:
-            server.shutdown(save=True)
-        except redis.exceptions.ConnectionError:
-            pass  # the server closes the connection as it exits
-        deadline = time.monotonic() + timeout_s
-        while pid and _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # SHUTDOWN refuses to exit when it cannot save (e.g. its directory is gone);
+        # then exit without saving, and as a last resort kill it.
+        for save in (True, False):
+            with contextlib.suppress(redis.exceptions.RedisError):
+                server.shutdown(save=save, nosave=not save)
+            deadline = time.monotonic() + timeout_s / 2
+            while pid and _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not (pid and _alive(pid)):
+                return
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()

@@ -59,7 +59,8 @@ def run_segmentation_job(spec: dict) -> dict:
     settings = get_settings()
     store = open_store(settings.store_dir)
     job_spec = JobSpec.model_validate(spec)
-    records = JobRecords(get_current_job().connection, ttl_s=settings.record_ttl_s)
+    rq_job = get_current_job()
+    records = JobRecords(rq_job.connection, ttl_s=settings.record_ttl_s)
     record = records.begin_attempt(job_spec.job_id)
     if record is None:  # cancelled while it waited
         delete_job_data(store, job_spec.owned_keys, job_spec.job_id)
@@ -82,7 +83,7 @@ def run_segmentation_job(spec: dict) -> dict:
     except JobTimeoutException:  # a deterministic job would time out again
         result = JobResult.failed(
             job_spec,
-            f"timed out after {settings.job_timeout_s} s during {reporter.stage} "
+            f"timed out after {rq_job.timeout} s during {reporter.stage} "
             "(VESSELZIP_JOB_TIMEOUT_S); not retried",
         )
 
