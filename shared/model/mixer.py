@@ -60,9 +60,9 @@ def selective_scan_reference(u, delta, A, B, C, D=None, z=None):
     return y
 
 
-# Elements per precomputed (steps, batch, d_inner, N) tensor: a few MB keeps a
+# Elements per precomputed (steps, batch, d_inner, N) tensor: ~256 KB keeps a
 # segment's decays and inputs near the cache and bounds memory for long sequences.
-SEGMENT_ELEMENTS = 2**19
+SEGMENT_ELEMENTS = 2**16
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, segment_length: int | None = None):
