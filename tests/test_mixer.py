@@ -231,3 +231,49 @@ def test_cuda_kernels_missing_is_none_not_an_error():
     kernels = cuda_kernels()
     if "mamba_ssm" not in sys.modules:
         assert kernels is None
+
+
+# --- The CUDA path's plumbing, with the kernels' documented semantics on CPU ---------
+
+
+def documented_selective_scan_fn(
+    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False
+):
+    """mamba-ssm's selective_scan_fn as documented, checking the layouts it requires."""
+    batch, d_inner, length = u.shape
+    n_state = A.shape[1]
+    assert delta.shape == z.shape == (batch, d_inner, length)
+    assert A.shape == (d_inner, n_state) and A.dtype == torch.float32
+    assert B.shape == C.shape == (batch, n_state, length)
+    assert D.shape == delta_bias.shape == (d_inner,)
+    assert all(t.stride(-1) == 1 for t in (u, delta, B, C, z))
+    if delta_bias is not None:
+        delta = delta + delta_bias[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    return selective_scan_reference(u, delta, A, B, C, D, z)
+
+
+def documented_causal_conv1d_fn(x, weight, bias=None, activation=None):
+    """causal-conv1d's causal_conv1d_fn as documented: weight (channels, width)."""
+    channels, width = weight.shape
+    assert x.shape[1] == channels and x.stride(-1) == 1
+    out = F.conv1d(x, weight[:, None], bias, padding=width - 1, groups=channels)
+    out = out[..., : x.shape[-1]]
+    return F.silu(out) if activation in ("silu", "swish") else out
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_kernel_path_computes_the_same_numbers(backward):
+    torch.manual_seed(5)
+    mixer = BiMambaMixer(d_model=24)
+    randomise(mixer, seed=5)
+    x, z = torch.randn(2, 48, 13), torch.randn(2, 48, 13)
+    kernels = (documented_selective_scan_fn, documented_causal_conv1d_fn)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            mixer.direction(x, z, backward=backward, kernels=kernels),
+            mixer.direction(x, z, backward=backward),
+            rtol=1e-5,
+            atol=1e-5,
+        )

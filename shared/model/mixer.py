@@ -177,6 +177,8 @@ class BiMambaMixer(nn.Module):
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
 
         self._dt_range = (dt_min, dt_max, dt_init_floor)
+        # Set False to run the pure-PyTorch path on CUDA too (e.g. to compare paths).
+        self.use_cuda_kernels = True
         self.reset_mamba_parameters()
 
     def _depthwise_conv(self) -> nn.Conv1d:
@@ -217,16 +219,22 @@ class BiMambaMixer(nn.Module):
         y = y_forward + y_backward.flip(-1)
         return self.out_proj(y.transpose(1, 2))
 
-    def direction(self, x: torch.Tensor, z: torch.Tensor, backward: bool = False):
-        """One direction's gated scan on (batch, d_inner, L); flips nothing itself."""
+    def direction(self, x: torch.Tensor, z: torch.Tensor, backward: bool = False, kernels=None):
+        """One direction's gated scan on (batch, d_inner, L); flips nothing itself.
+
+        ``kernels`` is a (selective_scan_fn, causal_conv1d_fn) pair with mamba-ssm's
+        signatures; by default mamba-ssm's own when the tensors are on CUDA, it is
+        installed and ``use_cuda_kernels`` is set, else the pure-PyTorch path.
+        """
+        if kernels is None and x.is_cuda and self.use_cuda_kernels:
+            kernels = cuda_kernels()
         if backward:
             params = (self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
         else:
             params = (self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
-        return self._direction(x, z, *params)
+        return self._direction(x, z, *params, kernels=kernels)
 
-    def _direction(self, x, z, conv1d, x_proj, dt_proj, A_log, D):
-        kernels = cuda_kernels() if x.is_cuda else None
+    def _direction(self, x, z, conv1d, x_proj, dt_proj, A_log, D, kernels):
         if kernels is not None:
             selective_scan_fn, causal_conv1d_fn = kernels
             u = causal_conv1d_fn(
