@@ -16,7 +16,8 @@ values are rounded half to even and clipped to the dtype's range. For integer
 volumes a tolerance t is run as floor(t) (0.25 when t < 1): rounding a value that
 is within floor(t) + 0.5 of an integer lands within floor(t) of it, so the bound
 holds on the integers themselves. float32 and float64 volumes are compressed in
-their own type.
+their own type; a tolerance finer than the type resolves at the volume's magnitude
+is coded reversibly, so the bound always holds. docs/codecs.md has the details.
 
 Backends: zfpy (default) keeps zfp's header in the payload. pyzfp writes no header,
 so its payload is the parameter actually used (little-endian float64) followed by
@@ -101,18 +102,16 @@ class ZfpCodec(Codec):
 
     def encode(self, array: np.ndarray) -> bytes:
         work = array.astype(working_dtype(array.dtype), copy=False)
-        parameter = self._zfp_parameter(array)
+        arguments = self.zfp_arguments(array)
         if self._pyzfp is None:
-            kwargs = {} if parameter is None else {_zfp_keyword(self.mode): parameter}
-            return zfpy.compress_numpy(work, **kwargs)
-        if parameter is None:
+            return zfpy.compress_numpy(work, **arguments)
+        if not arguments:
             raise InvalidCodecConfigError(
                 f"{self.describe()} is below what {work.dtype} resolves in this volume; "
                 "use a larger tolerance or the zfpy backend"
             )
-        stream = self._pyzfp.compress(
-            np.ascontiguousarray(work), parallel=False, **{_zfp_keyword(self.mode): parameter}
-        )
+        stream = self._pyzfp.compress(np.ascontiguousarray(work), parallel=False, **arguments)
+        (parameter,) = arguments.values()
         return _PYZFP_PARAMETER.pack(parameter) + bytes(stream)
 
     def decode(self, payload: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -141,24 +140,26 @@ class ZfpCodec(Codec):
             )
         return to_dtype(work, dtype)
 
-    def _zfp_parameter(self, array: np.ndarray) -> float | int | None:
-        """The number handed to zfp for this array; None means code it reversibly."""
-        if self.mode in ("rate", "precision", "reversible"):
-            return self.value
+    def zfp_arguments(self, array: np.ndarray) -> dict[str, float | int]:
+        """The keyword zfp gets for this array, e.g. {"tolerance": 500.0}; {} is reversible."""
+        if self.mode == "reversible":
+            return {}
+        if self.mode in ("rate", "precision"):
+            return {self.mode: self.value}
         tolerance = self.value
         if array.dtype.kind in "iu":
             if self.mode == "relative_tolerance":
                 tolerance *= float(array.max()) - float(array.min())
             # Rounding a value within floor(t) + 0.5 of an integer lands within floor(t).
-            return float(math.floor(tolerance)) if tolerance >= 1 else 0.25
+            return {"tolerance": float(math.floor(tolerance)) if tolerance >= 1 else 0.25}
         low, high = float(array.min()), float(array.max())
         if self.mode == "relative_tolerance":
             tolerance *= high - low
         # zfp cannot keep a bound finer than the float type resolves at the volume's
         # magnitude (nor a zero one): such volumes are coded losslessly instead.
         if tolerance <= max(abs(low), abs(high)) * _RESOLUTION[array.dtype]:
-            return None
-        return tolerance
+            return {}
+        return {"tolerance": tolerance}
 
 
 def working_dtype(dtype: np.dtype) -> np.dtype:
@@ -176,8 +177,9 @@ def to_dtype(work: np.ndarray, dtype: np.dtype) -> np.ndarray:
         return work.astype(dtype, copy=False)
     info = np.iinfo(dtype)
     np.rint(work, out=work)
-    np.clip(work, info.min, info.max, out=work)
-    return work.astype(dtype)
+    result = np.empty(work.shape, dtype=dtype)
+    np.clip(work, info.min, info.max, out=result, casting="unsafe")  # clip and cast in one pass
+    return result
 
 
 def fixed_rate_nbytes(shape: tuple[int, ...], dtype: np.dtype, rate: float) -> int:
