@@ -29,7 +29,7 @@ from scipy.signal import lfilter
 from vesselzip.errors import VesselzipError
 
 #: Bump when the same seed would give different volumes.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 DEFAULT_SHAPE = (128, 128, 96)
 #: Typical TOF-MRA voxel: fine in-plane, thicker slices (the paper's model
 #: resamples to 0.3542 mm isotropic).
@@ -91,14 +91,17 @@ def make_phantom(
 
     tissue, brain = _render_background(rng, shape, spacing_arr, head, style)
     segments = _grow_vessels(rng, shape, spacing_arr, head, style)
-    fraction, signal = _rasterise(segments, shape, spacing_arr, style["blur_mm"])
+    # A voxel averages the object over its own box: a Gaussian of the same
+    # variance (sigma = size / sqrt(12)) stands in for it.
+    voxel_blur_mm = float(np.prod(spacing_arr) ** (1 / 3)) / math.sqrt(12.0)
+    fraction, signal = _rasterise(segments, shape, spacing_arr, voxel_blur_mm)
+    mask = (fraction >= 0.5).astype(np.uint8)
 
     # Partial-volume mix: vessel signal replaces the tissue it displaces.
     clean = tissue * (1.0 - fraction) + signal
     clean *= _bias_field(rng, shape, spacing_arr, style)
-    noisy = _rician(rng, clean, style)
+    noisy = _acquire(rng, clean, style)
     image = np.clip(np.rint(noisy), 0, INT16_MAX).astype(np.int16)
-    mask = (fraction >= 0.5).astype(np.uint8)
 
     style = {
         **style,
@@ -219,37 +222,44 @@ def _draw_spacing(rng) -> tuple[float, float, float]:
 def _draw_style(rng, field_of_view: str) -> dict:
     """Per-seed appearance. Ranges follow clinical TOF-MRA: tissue ~80-250,
     inflow 300-1100, Rician noise sigma ~3-15."""
-    tissue = rng.uniform(80, 250)
-    faint = rng.random() < 0.15  # poor inflow contrast (slow flow, saturated slab)
-    inflow = rng.uniform(300, 1100) * (rng.uniform(0.45, 0.75) if faint else 1.0)
+    # Skewed towards dark tissue and bright inflow, the usual TOF look.
+    tissue = math.exp(rng.uniform(math.log(80), math.log(250)))
+    inflow = 300 + 800 * rng.beta(1.6, 1.0)
+    if rng.random() < 0.15:  # poor inflow contrast (slow flow, saturated slab)
+        inflow *= rng.uniform(0.45, 0.75)
     return {
         "field_of_view": field_of_view,
         "tissue_level": tissue,
         # grey matter relative to white matter, and the contrast's texture scale
         "grey_white_ratio": rng.uniform(0.8, 1.15),
         "texture_mm": rng.uniform(3.0, 10.0),
-        "fine_texture": rng.uniform(0.02, 0.08),
+        "fine_texture": rng.uniform(0.04, 0.16),
         "csf_ratio": rng.uniform(0.3, 0.7),
         "csf_amount": rng.uniform(0.0, 0.2),
-        "fat_level": rng.uniform(1.3, 3.0) * tissue,
+        "fat_level": rng.uniform(1.3, 2.5) * tissue,
         "n_fat_blobs": int(rng.integers(0, 4)),
         "inflow": inflow,
         # inflow signal decays with path length along the tree (saturation)
-        "fade_mm": rng.uniform(20.0, 90.0),
-        "fade_floor": rng.uniform(0.25, 0.6),
+        "fade_mm": rng.uniform(30.0, 120.0),
+        "fade_floor": rng.uniform(0.3, 0.7),
         "min_contrast": rng.uniform(1.2, 1.6),
         "n_trees": int(rng.integers(2, 7)),
-        "trunk_radius_mm": rng.uniform(0.8, 2.5),
+        # A whole head has to fit the same matrix, so its trunks are narrower.
+        "trunk_radius_mm": rng.uniform(1.0, 2.5)
+        if field_of_view == "crop"
+        else rng.uniform(0.6, 1.6),
         "min_radius_mm": rng.uniform(0.1, 0.2),
         "tortuosity": rng.uniform(0.05, 0.45),
         "branch_asymmetry": rng.uniform(0.3, 0.9),
-        "vessel_volume": rng.uniform(0.01, 0.05),  # target fraction of the FOV
-        "blur_mm": rng.uniform(0.12, 0.2),  # PSF sigma; sets partial-volume width
+        "vessel_volume": rng.uniform(0.02, 0.07),  # target fraction of the FOV / brain
+        # Point-spread function (voxels, in-plane and across slices) beyond the
+        # voxel itself: k-space truncation and zero-filled interpolation.
+        "psf_in_plane": rng.uniform(0.6, 1.2),
+        "psf_slices": rng.uniform(0.3, 0.8),
         "bias_strength": rng.uniform(0.03, 0.3),
         "slab_ripple": rng.uniform(0.0, 0.12) if rng.random() < 0.4 else 0.0,
         "slab_mm": rng.uniform(12.0, 30.0),
-        "noise_sigma": rng.uniform(3.0, 15.0),
-        "noise_correlation": rng.uniform(0.0, 0.9),  # voxels; k-space zero-fill
+        "noise_sigma": math.exp(rng.uniform(math.log(3.0), math.log(15.0))),
     }
 
 
@@ -262,7 +272,7 @@ def _voxel_axes(shape, spacing) -> list[np.ndarray]:
     for d, (n, s) in enumerate(zip(shape, spacing, strict=True)):
         view = [1, 1, 1]
         view[d] = n
-        axes.append((np.arange(n) * s).reshape(view))
+        axes.append((np.arange(n, dtype=np.float32) * np.float32(s)).reshape(view))
     return axes
 
 
@@ -338,15 +348,11 @@ def _smoothstep(x: np.ndarray, width: float) -> np.ndarray:
 def _render_background(rng, shape, spacing, head, style) -> tuple[np.ndarray, np.ndarray]:
     """Head-shaped tissue: brain with grey/white texture and CSF, a dark skull, a
     bright fatty scalp, air outside. Returns (tissue intensities, brain mask)."""
-    x, y, z = _voxel_axes(shape, spacing)
-    rho = np.sqrt(
-        ((x - head["centre"][0]) / head["radii"][0]) ** 2
-        + ((y - head["centre"][1]) / head["radii"][1]) ** 2
-        + ((z - head["centre"][2]) / head["radii"][2]) ** 2
-    )
+    axes = _voxel_axes(shape, spacing)
     # A lumpy rather than perfectly ellipsoidal head.
-    rho = rho * (1.0 + 0.02 * _smooth_noise(rng, shape, spacing, 25.0))
-    edge = float(spacing.mean() / head["radii"].mean())  # one voxel in rho units
+    rho = _ellipsoid_radius(axes, head["centre"], head["radii"])
+    rho *= 1.0 + 0.02 * _smooth_noise(rng, shape, spacing, 25.0)
+    edge = float(spacing.mean() / head["radii"].mean())  # one voxel, in units of rho
     inner_scalp = 1.0 - head["scalp"]
     inner_skull = inner_scalp - head["skull"]
     inner_csf = inner_skull - head["csf"]
@@ -355,8 +361,8 @@ def _render_background(rng, shape, spacing, head, style) -> tuple[np.ndarray, np
     in_csf = _smoothstep(inner_skull - rho, edge)
     in_brain = _smoothstep(inner_csf - rho, edge)
 
-    level = style["tissue_level"]
-    csf_level = level * style["csf_ratio"]
+    level = float(style["tissue_level"])
+    csf_level = level * float(style["csf_ratio"])
     # Grey/white matter: two levels blended by a smooth random field.
     grey = 1.0 / (1.0 + np.exp(-3.0 * _smooth_noise(rng, shape, spacing, style["texture_mm"])))
     brain = level * (1.0 + (style["grey_white_ratio"] - 1.0) * grey)
@@ -376,45 +382,53 @@ def _render_background(rng, shape, spacing, head, style) -> tuple[np.ndarray, np
 
     # Bright non-vessel structures (orbital / skull-base fat) that must not be
     # labelled as vessel.
-    x1, y1, z1 = (np.asarray([x.size, y.size, z.size]) - 1) * spacing
+    extent = (np.asarray(shape) - 1) * spacing
     for _ in range(style["n_fat_blobs"]):
-        centre = rng.uniform(0, 1, size=3) * [x1, y1, z1]
+        centre = rng.uniform(0, 1, size=3) * extent
         radii = rng.uniform(1.5, 5.0, size=3)
-        blob_rho = np.sqrt(
-            ((x - centre[0]) / radii[0]) ** 2
-            + ((y - centre[1]) / radii[1]) ** 2
-            + ((z - centre[2]) / radii[2]) ** 2
-        )
-        weight = _smoothstep(1.0 - blob_rho, 2.0 * spacing.mean() / radii.mean()) * in_head
-        tissue = tissue * (1.0 - weight) + style["fat_level"] * rng.uniform(0.7, 1.1) * weight
+        blob_rho = _ellipsoid_radius(axes, centre, radii)
+        weight = _smoothstep(1.0 - blob_rho, 2.0 * float(spacing.mean() / radii.mean())) * in_head
+        fat = style["fat_level"] * float(rng.uniform(0.7, 1.1))
+        tissue = tissue * (1.0 - weight) + fat * weight
     return tissue, in_brain
+
+
+def _ellipsoid_radius(axes, centre, radii) -> np.ndarray:
+    """Normalised radius (1 on the surface) of every voxel centre, float32."""
+    squared = [
+        ((a - float(c)) / float(r)) ** 2 for a, c, r in zip(axes, centre, radii, strict=True)
+    ]
+    return np.sqrt(squared[0] + squared[1] + squared[2])
 
 
 def _bias_field(rng, shape, spacing, style) -> np.ndarray:
     """Smooth multiplicative coil sensitivity, plus the intensity ripple at slab
     boundaries of multi-slab TOF acquisitions."""
-    bias = np.exp(style["bias_strength"] * _smooth_noise(rng, shape, spacing, 60.0))
+    bias = np.exp(float(style["bias_strength"]) * _smooth_noise(rng, shape, spacing, 60.0))
     if style["slab_ripple"] > 0:
         z = np.arange(shape[2]) * spacing[2]
         phase = rng.uniform(0, 2 * np.pi)
         ripple = 1.0 + style["slab_ripple"] * np.cos(2 * np.pi * z / style["slab_mm"] + phase)
-        bias = bias * ripple[None, None, :]
+        bias *= ripple.astype(np.float32)[None, None, :]
     return bias
 
 
-def _rician(rng, clean: np.ndarray, style) -> np.ndarray:
-    """Magnitude of the complex signal plus Gaussian noise in both channels. The
-    noise is slightly correlated between neighbours, as zero-filled k-space
-    interpolation does on real scanners."""
-    sigma = style["noise_sigma"]
-    channels = []
-    for _ in range(2):
-        noise = rng.standard_normal(clean.shape)
-        if style["noise_correlation"] > 0.05:
-            noise = ndimage.gaussian_filter(noise, style["noise_correlation"])
-            noise /= noise.std()
-        channels.append(noise * sigma)
-    return np.hypot(clean + channels[0], channels[1])
+def _acquire(rng, clean: np.ndarray, style) -> np.ndarray:
+    """What the scanner reports: the complex signal plus white Gaussian noise in
+    both channels, both blurred by the point-spread function (so the noise is
+    correlated between neighbours, as on real zero-filled reconstructions), then
+    the magnitude (Rician statistics). `noise_sigma` is the per-channel standard
+    deviation after the blur."""
+    psf = (style["psf_in_plane"], style["psf_in_plane"], style["psf_slices"])
+    # White noise of std s comes out of the blur with std s * |kernel|_2.
+    impulse = np.zeros((25, 25, 25), dtype=np.float32)
+    impulse[12, 12, 12] = 1.0
+    kernel_norm = float(np.sqrt((ndimage.gaussian_filter(impulse, psf) ** 2).sum()))
+    white_sigma = np.float32(style["noise_sigma"] / kernel_norm)
+    real = clean + white_sigma * rng.standard_normal(clean.shape, dtype=np.float32)
+    imaginary = white_sigma * rng.standard_normal(clean.shape, dtype=np.float32)
+    # Blurring is linear, so signal and noise of a channel are blurred together.
+    return np.hypot(ndimage.gaussian_filter(real, psf), ndimage.gaussian_filter(imaginary, psf))
 
 
 # ----------------------------------------------------------------------- vessels
@@ -426,30 +440,74 @@ def _grow_vessels(rng, shape, spacing, head, style) -> np.ndarray:
     Returns an (n, 10) array: start xyz, end xyz (mm), start/end radius (mm),
     start/end brightness. Each tree starts as a trunk entering the volume and
     splits by Murray's law (r^3 = r1^3 + r2^3) with asymmetric children until the
-    radius falls below the smallest vessel or the vessel volume target is met.
-    Breadth-first, so a budget cut removes the finest twigs first.
+    radius falls below the smallest vessel. Trees are grown breadth-first until
+    the vessel volume target is met; branches still waiting then taper out
+    rather than end bluntly.
     """
     extent = (np.asarray(shape) - 1) * spacing
-    fov_volume = float(np.prod(extent))
-    target_volume = style["vessel_volume"] * fov_volume
+    if style["field_of_view"] == "head":
+        brain_radii = head["radii"] * (1.0 - head["scalp"] - head["skull"] - head["csf"])
+        target_volume = style["vessel_volume"] * 4.0 / 3.0 * math.pi * float(np.prod(brain_radii))
+    else:
+        target_volume = style["vessel_volume"] * float(np.prod(extent))
     min_radius = style["min_radius_mm"]
-    tissue = style["tissue_level"]
 
     def brightness(path_mm: np.ndarray, gain: float) -> np.ndarray:
         fade = style["fade_floor"] + (1 - style["fade_floor"]) * np.exp(-path_mm / style["fade_mm"])
-        return np.maximum(style["inflow"] * gain * fade, style["min_contrast"] * tissue)
+        return np.maximum(
+            style["inflow"] * gain * fade, style["min_contrast"] * style["tissue_level"]
+        )
+
+    def walk(position, direction, radius, path, gain, length, fade_out=False):
+        """One unbranched stretch. Returns (segments, end state or None if it ended)."""
+        step = min(max(2.0 * radius, 0.5), 2.0)
+        n_steps = max(1, int(math.ceil(length / step)))
+        # Curvature is itself a random walk (AR(1)), giving smooth loops rather
+        # than jitter; wide arteries bend more gently than small ones.
+        tortuosity = style["tortuosity"] * rng.uniform(0.5, 1.5) / (0.5 + radius)
+        curl = lfilter([tortuosity], [1.0, -0.8], rng.standard_normal((n_steps, 3)), axis=0)
+        heading = direction + step * np.cumsum(curl, axis=0)
+        heading /= np.linalg.norm(heading, axis=1, keepdims=True)
+        points = position + step * np.vstack([np.zeros(3), np.cumsum(heading, axis=0)])
+        if fade_out:
+            radii = radius * np.linspace(1.0, 0.15, n_steps + 1)
+        else:
+            radii = radius * (1.0 - 0.01 * step) ** np.arange(n_steps + 1)  # gentle taper
+        paths = path + step * np.arange(n_steps + 1)
+        outside = _left(points, extent, head, style)
+        ended = outside | (radii < min_radius)
+        last = int(np.argmax(ended)) if ended.any() else n_steps
+        if last == 0:
+            return None, None
+        points, radii, paths = points[: last + 1], radii[: last + 1], paths[: last + 1]
+        if outside[last] and np.all((points[last] >= 0) & (points[last] <= extent)):
+            # Stopped at the brain surface inside the image: fade out, not a stump.
+            k = min(last + 1, 4)
+            radii[-k:] *= np.linspace(1.0, 0.2, k)
+        shine = brightness(paths, gain)
+        segments = np.column_stack(
+            [points[:-1], points[1:], radii[:-1], radii[1:], shine[:-1], shine[1:]]
+        )
+        if ended[last] or fade_out:
+            return segments, None
+        return segments, (points[-1], heading[-1], radii[-1], paths[-1], gain)
 
     def new_tree(index: int) -> tuple:
         position, direction = _draw_root(rng, extent, head, style["field_of_view"])
-        radius = style["trunk_radius_mm"] * (1.0 if index < 2 else rng.uniform(0.25, 0.7))
-        return position, direction, radius, 0.0, rng.uniform(0.7, 1.0)
+        radius = style["trunk_radius_mm"] * (1.0 if index < 2 else rng.uniform(0.2, 0.6))
+        return position, direction, radius, 0.0, rng.uniform(0.85, 1.0)
+
+    def volume_in_view(segments) -> float:
+        in_view = ~_left(segments[:, 3:6], extent, head, style, margin=0.0)
+        length = np.linalg.norm(segments[:, 3:6] - segments[:, 0:3], axis=1)
+        return float(np.sum(math.pi * segments[:, 7] ** 2 * length * in_view))
 
     queue = deque(new_tree(i) for i in range(style["n_trees"]))
     n_trees = style["n_trees"]
     branches = []
     n_segments = vessel_volume = 0
-    # About 4000 segments for the default shape keeps rendering near a second.
-    max_segments = max(300, int(4000 * np.prod(shape) / np.prod(DEFAULT_SHAPE)))
+    # A cap keeps rendering time in check (about 10000 for the default shape).
+    max_segments = max(500, int(10000 * np.prod(shape) / np.prod(DEFAULT_SHAPE)))
     max_trees = 40
     while vessel_volume < target_volume and n_segments < max_segments:
         if not queue:
@@ -458,35 +516,18 @@ def _grow_vessels(rng, shape, spacing, head, style) -> np.ndarray:
                 break
             queue.append(new_tree(n_trees))
             n_trees += 1
-        position, direction, radius, path, gain = queue.popleft()
-        branch_length = rng.uniform(0.5, 1.5) * min(max(12.0 * radius, 2.0), 30.0)
-        step = min(max(1.5 * radius, 0.4), 1.2)
-        n_steps = max(1, int(math.ceil(branch_length / step)))
-        # Curvature is itself a random walk (AR(1)), giving smooth loops, not jitter.
-        tortuosity = style["tortuosity"] * rng.uniform(0.5, 1.5)
-        curl = lfilter([tortuosity], [1.0, -0.8], rng.standard_normal((n_steps, 3)), axis=0)
-        heading = direction + step * np.cumsum(curl, axis=0)
-        heading /= np.linalg.norm(heading, axis=1, keepdims=True)
-        points = position + step * np.vstack([np.zeros(3), np.cumsum(heading, axis=0)])
-        radii = radius * (1.0 - 0.01 * step) ** np.arange(n_steps + 1)  # gentle taper
-        paths = path + step * np.arange(n_steps + 1)
-        # Cut the branch where it leaves the brain / volume or gets too thin.
-        ended = _left(points, extent, head, style) | (radii < min_radius)
-        last = int(np.argmax(ended)) if ended.any() else n_steps
-        if last == 0:
+        state = queue.popleft()
+        length = rng.uniform(0.5, 1.5) * min(max(12.0 * state[2], 2.0), 30.0)
+        segments, end = walk(*state, length)
+        if segments is None:
             continue
-        points, radii, paths = points[: last + 1], radii[: last + 1], paths[: last + 1]
-        shine = brightness(paths, gain)
-        branches.append(
-            np.column_stack([points[:-1], points[1:], radii[:-1], radii[1:], shine[:-1], shine[1:]])
-        )
-        n_segments += last
-        in_view = ~_left(points[1:], extent, head, style, margin=0.0)
-        vessel_volume += float(np.sum(math.pi * radii[1:] ** 2 * step * in_view))
-        if last < n_steps or ended[last]:
+        branches.append(segments)
+        n_segments += len(segments)
+        vessel_volume += volume_in_view(segments)
+        if end is None:
             continue
         # Bifurcation: the larger child bends less.
-        position, direction, radius, path = points[-1], heading[-1], radii[-1], paths[-1]
+        position, direction, radius, path, gain = end
         alpha = rng.uniform(style["branch_asymmetry"] * 0.4, 1.0)
         big = radius / (1.0 + alpha**3) ** (1.0 / 3.0)
         small = alpha * big
@@ -497,20 +538,33 @@ def _grow_vessels(rng, shape, spacing, head, style) -> np.ndarray:
             if child_radius >= min_radius:
                 child_dir = math.cos(angle) * direction + math.sin(angle) * normal
                 queue.append((position.copy(), child_dir, child_radius, path, gain))
+    for state in queue:
+        length = rng.uniform(3.0, 8.0) * max(state[2], 0.5)
+        segments, _ = walk(*state, length, fade_out=True)
+        if segments is not None:
+            branches.append(segments)
     if not branches:
         return np.zeros((0, 10))
     return np.vstack(branches)
 
 
 def _draw_root(rng, extent, head, field_of_view) -> tuple[np.ndarray, np.ndarray]:
-    """Where a trunk enters, and its direction (mostly upwards, as the carotid and
-    vertebrobasilar arteries do)."""
+    """Where a trunk enters, and its direction. In a whole head, large trunks rise
+    from the skull base (as the carotid and vertebrobasilar arteries do) and
+    others dive in from the brain surface; in a crop they enter through a face,
+    mostly from below."""
     if field_of_view == "head":
         centre, radii = head["centre"], head["radii"]
-        offset = rng.uniform(-0.35, 0.35, size=3) * radii
-        offset[2] = -0.6 * radii[2]
-        position = centre + offset
-        direction = np.array([0.0, 0.0, 1.0]) + rng.normal(0, 0.4, size=3)
+        if rng.random() < 0.5:
+            offset = rng.uniform(-0.35, 0.35, size=3) * radii
+            offset[2] = -0.6 * radii[2]
+            position = centre + offset
+            direction = np.array([0.0, 0.0, 1.0]) + rng.normal(0, 0.4, size=3)
+        else:
+            outward = rng.standard_normal(3)
+            outward /= np.linalg.norm(outward)
+            position = centre + 0.8 * outward * radii
+            direction = -outward + rng.normal(0, 0.5, size=3)
     else:
         position = rng.uniform(0.1, 0.9, size=3) * extent
         inward = np.zeros(3)
@@ -529,10 +583,13 @@ def _draw_root(rng, extent, head, field_of_view) -> tuple[np.ndarray, np.ndarray
 
 
 def _left(points, extent, head, style, margin: float = 2.0) -> np.ndarray:
-    """Which points (n, 3) lie outside the brain (whole head) or the volume (crop)."""
+    """Which points (n, 3) lie outside the brain or outside the volume (plus a
+    margin, so that vessels run out of the image rather than stop at its face)."""
+    brain = 1.0 - head["scalp"] - head["skull"] - head["csf"]
+    outside = _head_radius(points, head) > brain - 0.02
     if style["field_of_view"] == "head":
-        return _head_radius(points, head) > 0.85
-    return np.any((points < -margin) | (points > extent + margin), axis=1)
+        return outside
+    return outside | np.any((points < -margin) | (points > extent + margin), axis=1)
 
 
 def _random_perpendicular(rng, direction) -> np.ndarray:
@@ -560,7 +617,7 @@ def _rasterise(segments, shape, spacing, blur_mm) -> tuple[np.ndarray, np.ndarra
     lo, hi = np.clip(lo, 0, shape_arr), np.clip(hi, 0, shape_arr)
     keep = np.all(hi > lo, axis=1)
     segments, lo, hi = segments[keep], lo[keep], hi[keep]
-    box = -(-(hi - lo) // 4) * 4  # round box sizes up to a multiple of 4 voxels
+    box = -(-(hi - lo) // 2) * 2  # round box sizes up to even numbers of voxels
     sqrt2_blur = math.sqrt(2.0) * blur_mm
     for size in np.unique(box, axis=0):
         group = np.flatnonzero(np.all(box == size, axis=1))
@@ -607,12 +664,17 @@ def _rasterise_group(segments, lo, hi, size, spacing, shape, sqrt2_blur, fractio
         (offset[0] - t * dx) ** 2 + (offset[1] - t * dy) ** 2 + (offset[2] - t * dz) ** 2
     )
     r_a, r_b, b_a, b_b = (per_segment(segments[:, c]) for c in range(6, 10))
-    frac = _tube_fraction(dist, r_a + (r_b - r_a) * t, sqrt2_blur)
-    useful = inside[0] & inside[1] & inside[2] & (frac > 1e-3)
-    flat = ((index[0] * shape[1] + index[1]) * shape[2] + index[2])[useful]
-    frac_useful = frac[useful]
-    np.maximum.at(fraction, flat, frac_useful)
-    np.maximum.at(signal, flat, frac_useful * (b_a + (b_b - b_a) * t)[useful])
+    radius = r_a + (r_b - r_a) * t
+    # Only voxels within reach of the tube surface get the (costly) profile.
+    near = inside[0] & inside[1] & inside[2] & (dist < radius + 3.0 * sqrt2_blur)
+    frac = _tube_fraction(dist[near], radius[near], sqrt2_blur)
+    useful = frac > 1e-3
+    flat = np.broadcast_to((index[0] * shape[1] + index[1]) * shape[2] + index[2], near.shape)
+    flat = flat[near][useful]
+    frac = frac[useful]
+    brightness = np.broadcast_to(b_a + (b_b - b_a) * t, near.shape)[near][useful]
+    np.maximum.at(fraction, flat, frac)
+    np.maximum.at(signal, flat, frac * brightness)
 
 
 def _tube_fraction(dist, radius, sqrt2_blur):
