@@ -46,6 +46,22 @@ def test_full_config_matches_published_manifest():
     assert round(n_params / 1e6, 1) == 155.1
 
 
+def test_published_shapes_load_through_from_checkpoint():
+    # A state dict with the manifest's shapes (on the meta device: nothing allocated)
+    # goes through the same checks and size inference as the published file.
+    manifest = json.loads(MANIFEST.read_text())["tensors"]
+    state = {k: torch.empty(shape, device="meta") for k, shape in manifest.items()}
+    net = MambaVesselNet.from_checkpoint({"model": state}, device="meta")
+    assert net.feature_dims == (48, 96, 192, 384, 768)
+    assert (net.in_chans, net.out_chans) == (1, 2)
+
+
+def test_package_exports_the_network():
+    from vesselzip.model import MambaVesselNet as exported
+
+    assert exported is MambaVesselNet
+
+
 def test_default_config_is_the_published_one():
     with torch.device("meta"):
         net = MambaVesselNet()
