@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from rq import Queue
+from rq import Queue, worker_registration
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker, WorkerStatus
@@ -24,12 +24,39 @@ log = logging.getLogger("vesselzip.worker")
 class WarmWorker(SimpleWorker):
     """Executes jobs in-process; a heartbeat thread keeps the worker and its job alive."""
 
-    def __init__(self, *args, heartbeat_s: float = 5.0, liveness_s: int = 20, **kwargs):
+    def __init__(
+        self,
+        *args,
+        heartbeat_s: float = 5.0,
+        liveness_s: int = 20,
+        model_names: list[str] | None = None,
+        **kwargs,
+    ):
         self.heartbeat_s = heartbeat_s
         self.liveness_s = liveness_s
+        self.model_names = model_names or []
         # RQ beats once per dequeue wait of (worker_ttl - 15) s; make that one beat.
         kwargs.setdefault("worker_ttl", max(1, int(round(heartbeat_s))) + 15)
         super().__init__(*args, **kwargs)
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+        super().heartbeat(timeout, pipeline)
+        if pipeline is None:
+            self._register_again_if_lost()
+
+    def _register_again_if_lost(self) -> None:
+        """After a Redis flush (or a restart without persistence) the worker's hash and
+        its entry in the worker set are gone; write them again so that readiness checks
+        and reapers keep seeing this worker."""
+        if self.connection.hexists(self.key, "birth") or self.birth_date is None:
+            return
+        log.warning("worker %s: registration lost (Redis flushed?); registering again", self.name)
+        with self.connection.pipeline() as pipe:
+            pipe.hset(self.key, mapping=self.serialize())
+            worker_registration.register(self, pipe)
+            pipe.expire(self.key, self.worker_ttl + 60)
+            pipe.execute()
+        announce_models(self.connection, self.model_names)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         # How long the job's entry in the started registry lives without a heartbeat:
@@ -76,7 +103,8 @@ def run_worker(
         warm_up(settings)
     from vesselzip.model import available_segmenters
 
-    announce_models(connection, available_segmenters())
+    model_names = available_segmenters()
+    announce_models(connection, model_names)
     worker = WarmWorker(
         queues,
         name=name,
@@ -84,6 +112,7 @@ def run_worker(
         serializer=JSONSerializer,
         heartbeat_s=settings.worker_heartbeat_s,
         liveness_s=settings.worker_liveness_s,
+        model_names=model_names,
         # The gateway reaps dead workers' jobs every reaper_interval_s; workers also
         # do, less often, for deployments where no gateway is running.
         maintenance_interval=max(30, 2 * settings.worker_liveness_s),

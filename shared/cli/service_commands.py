@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--shape", default="96,96,64", help="phantom shape, e.g. 96,96,64 (voxels)")
     demo.add_argument(
         "--settings",
-        default="none,zfp:rate=4,zfp:tolerance=20",
+        default="none,zfp:rate=2,zfp:tolerance=50",
         help="comma-separated codec specs to compare",
     )
     demo.add_argument("--model", help="segmenter (default: the server's default model)")
