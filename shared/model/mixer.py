@@ -14,29 +14,23 @@ B and C are (batch, N, L).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-_cuda_kernels: tuple | None = None
-_cuda_kernels_checked = False
 
-
+@functools.cache
 def cuda_kernels() -> tuple | None:
     """(selective_scan_fn, causal_conv1d_fn) from the optional ``gpu`` extra, or None."""
-    global _cuda_kernels, _cuda_kernels_checked
-    if not _cuda_kernels_checked:
-        _cuda_kernels_checked = True
-        try:
-            from causal_conv1d import causal_conv1d_fn
-            from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-        except ImportError:
-            _cuda_kernels = None
-        else:
-            _cuda_kernels = (selective_scan_fn, causal_conv1d_fn)
-    return _cuda_kernels
+    try:
+        from causal_conv1d import causal_conv1d_fn
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except (ImportError, OSError):  # not installed, or built against another CUDA/torch
+        return None
+    return selective_scan_fn, causal_conv1d_fn
 
 
 def selective_scan_reference(u, delta, A, B, C, D=None, z=None):
