@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--queues", help="comma-separated queues, highest priority first")
     worker.add_argument("--burst", action="store_true", help="quit when the queues are empty")
     worker.add_argument("--name", help="worker name (default: a random id)")
+    worker.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 0 if a worker on this host sent a heartbeat recently, else 1 "
+        "(a container health check); starts no worker",
+    )
     worker.set_defaults(handler=run_worker_command)
 
     demo = subparsers.add_parser(
@@ -159,6 +166,15 @@ def run_worker_command(args: argparse.Namespace) -> int:
             "VESSELZIP_REDIS_URL is not set; point it at the gateway's Redis "
             "(`vesselzip serve` starts its own workers)"
         )
+    if args.check:
+        from vesselzip_worker.queues import connect, live_workers
+
+        here = socket.gethostname()
+        alive = [
+            w for w in live_workers(connect(settings.redis_url), settings) if w.hostname == here
+        ]
+        print(f"{len(alive)} live worker(s) on {here}")
+        return 0 if alive else 1
     queue_names = args.queues.split(",") if args.queues else None
     run_worker(settings, queue_names, burst=args.burst, name=args.name)
     return 0
