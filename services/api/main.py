@@ -19,9 +19,11 @@ from vesselzip import __version__
 from vesselzip.errors import VesselzipError
 from vesselzip.settings import Settings, get_settings
 from vesselzip.store import open_store
+from vesselzip_api.dataset_service import DatasetService
 from vesselzip_api.job_service import JobService
 from vesselzip_api.monitoring import Probe, metrics_registry
-from vesselzip_api.routers import health, jobs, metrics
+from vesselzip_api.routers import datasets, health, jobs, metrics, sweeps
+from vesselzip_api.sweep_service import SweepService
 from vesselzip_worker import queues
 
 log = logging.getLogger("vesselzip.api")
@@ -96,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = open_store(settings.store_dir)
         app.state.settings = settings
         app.state.job_service = JobService(settings, connection, store)
+        app.state.sweep_service = SweepService(settings, connection, store, app.state.job_service)
+        app.state.dataset_service = DatasetService(settings, store, app.state.sweep_service)
         app.state.probe = Probe(settings, connection, store)
         app.state.metrics_registry = metrics_registry(settings, connection)
         # Import the codec stack now rather than during the first upload.
@@ -118,6 +122,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestTimer)
     app.include_router(jobs.router)
+    app.include_router(datasets.router)
+    app.include_router(sweeps.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
 

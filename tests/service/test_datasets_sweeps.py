@@ -358,7 +358,18 @@ def test_sweep_survives_a_killed_worker_and_a_redis_flush(private_stack, slow_ph
     stack.start_gateway()
     worker = stack.start_worker()
     stack.wait_ready()
-    dataset = create_dataset(stack.base_url, [slow_phantom, phantoms[0]]).json()
+    dataset = httpx.post(f"{stack.base_url}/v1/datasets", timeout=30).json()
+    for name, (image, truth) in {"slow": slow_phantom, "small": phantoms[0]}.items():
+        added = httpx.post(
+            f"{dataset['url']}/volumes",
+            files={
+                "image": (image.name, image.read_bytes()),
+                "truth": (truth.name, truth.read_bytes()),
+            },
+            data={"name": name},
+            timeout=60,
+        )
+        assert added.status_code == 201, added.text
     sweep = httpx.post(
         f"{stack.base_url}/v1/sweeps",
         json={"dataset": dataset["id"], "grid": ["zfp:rate=8"], "model": "frangi"},
