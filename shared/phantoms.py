@@ -94,7 +94,9 @@ def make_phantom(
     # A voxel averages the object over its own box: a Gaussian of the same
     # variance (sigma = size / sqrt(12)) stands in for it.
     voxel_blur_mm = float(np.prod(spacing_arr) ** (1 / 3)) / math.sqrt(12.0)
-    fraction, signal = _rasterise(segments, shape, spacing_arr, voxel_blur_mm)
+    fraction, signal = _rasterise(
+        segments, shape, spacing_arr, voxel_blur_mm, style["wall_darkening"]
+    )
     mask = (fraction >= 0.5).astype(np.uint8)
 
     # Partial-volume mix: vessel signal replaces the tissue it displaces.
@@ -237,7 +239,7 @@ def _draw_style(rng, field_of_view: str) -> dict:
         "csf_ratio": rng.uniform(0.3, 0.7),
         "csf_amount": rng.uniform(0.0, 0.2),
         "fat_level": rng.uniform(1.3, 2.5) * tissue,
-        "n_fat_blobs": int(rng.integers(0, 4)),
+        "n_fat_blobs": int(rng.integers(0, 3)),
         "inflow": inflow,
         # inflow signal decays with path length along the tree (saturation)
         "fade_mm": rng.uniform(30.0, 120.0),
@@ -260,6 +262,8 @@ def _draw_style(rng, field_of_view: str) -> dict:
         "slab_ripple": rng.uniform(0.0, 0.12) if rng.random() < 0.4 else 0.0,
         "slab_mm": rng.uniform(12.0, 30.0),
         "noise_sigma": math.exp(rng.uniform(math.log(3.0), math.log(15.0))),
+        # Laminar flow is slower, so more saturated, near the wall.
+        "wall_darkening": rng.uniform(0.0, 0.5),
     }
 
 
@@ -387,7 +391,7 @@ def _render_background(rng, shape, spacing, head, style) -> tuple[np.ndarray, np
         centre = rng.uniform(0, 1, size=3) * extent
         radii = rng.uniform(1.5, 5.0, size=3)
         blob_rho = _ellipsoid_radius(axes, centre, radii)
-        weight = _smoothstep(1.0 - blob_rho, 2.0 * float(spacing.mean() / radii.mean())) * in_head
+        weight = _smoothstep(1.0 - blob_rho, 3.0 * float(spacing.mean() / radii.mean())) * in_head
         fat = style["fat_level"] * float(rng.uniform(0.7, 1.1))
         tissue = tissue * (1.0 - weight) + fat * weight
     return tissue, in_brain
@@ -598,12 +602,16 @@ def _random_perpendicular(rng, direction) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def _rasterise(segments, shape, spacing, blur_mm) -> tuple[np.ndarray, np.ndarray]:
+def _rasterise(
+    segments, shape, spacing, blur_mm, wall_darkening=0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Partial-volume fraction and vessel signal of the union of tubes.
 
     Each segment is evaluated only in its bounding box; per voxel the largest
     fraction (and largest fraction x brightness) over segments wins. Segments with
     boxes of the same (rounded-up) size are evaluated together as one array.
+    `wall_darkening` dims the lumen towards the wall (slower laminar flow there
+    is more saturated), 0 for a flat profile.
     """
     shape_arr = np.asarray(shape)
     fraction = np.zeros(int(np.prod(shape_arr)), dtype=np.float32)
@@ -618,29 +626,22 @@ def _rasterise(segments, shape, spacing, blur_mm) -> tuple[np.ndarray, np.ndarra
     keep = np.all(hi > lo, axis=1)
     segments, lo, hi = segments[keep], lo[keep], hi[keep]
     box = -(-(hi - lo) // 2) * 2  # round box sizes up to even numbers of voxels
-    sqrt2_blur = math.sqrt(2.0) * blur_mm
     for size in np.unique(box, axis=0):
         group = np.flatnonzero(np.all(box == size, axis=1))
         per_chunk = max(1, 2_000_000 // int(np.prod(size)))
         for first in range(0, len(group), per_chunk):
             rows = group[first : first + per_chunk]
-            _rasterise_group(
-                segments[rows],
-                lo[rows],
-                hi[rows],
-                size,
-                spacing,
-                shape,
-                sqrt2_blur,
-                fraction,
-                signal,
+            flat, frac, shine = _segment_voxels(
+                segments[rows], lo[rows], size, hi[rows], spacing, shape, blur_mm, wall_darkening
             )
+            np.maximum.at(fraction, flat, frac)
+            np.maximum.at(signal, flat, frac * shine)
     return fraction.reshape(shape), signal.reshape(shape)
 
 
-def _rasterise_group(segments, lo, hi, size, spacing, shape, sqrt2_blur, fraction, signal):
-    """Evaluate segments whose boxes share `size`, max-accumulating into the flat
-    `fraction` and `signal` volumes."""
+def _segment_voxels(segments, lo, size, hi, spacing, shape, blur_mm, wall_darkening):
+    """For segments whose boxes share `size`: flat indices of the voxels they
+    touch, the fill fraction there and the lumen brightness."""
     n = len(segments)
     start = segments[:, 0:3]
     direction = segments[:, 3:6] - start
@@ -666,15 +667,13 @@ def _rasterise_group(segments, lo, hi, size, spacing, shape, sqrt2_blur, fractio
     r_a, r_b, b_a, b_b = (per_segment(segments[:, c]) for c in range(6, 10))
     radius = r_a + (r_b - r_a) * t
     # Only voxels within reach of the tube surface get the (costly) profile.
-    near = inside[0] & inside[1] & inside[2] & (dist < radius + 3.0 * sqrt2_blur)
-    frac = _tube_fraction(dist[near], radius[near], sqrt2_blur)
+    near = inside[0] & inside[1] & inside[2] & (dist < radius + 3.0 * blur_mm)
+    frac = _tube_fraction(dist[near], radius[near], math.sqrt(2.0) * blur_mm)
     useful = frac > 1e-3
     flat = np.broadcast_to((index[0] * shape[1] + index[1]) * shape[2] + index[2], near.shape)
-    flat = flat[near][useful]
-    frac = frac[useful]
-    brightness = np.broadcast_to(b_a + (b_b - b_a) * t, near.shape)[near][useful]
-    np.maximum.at(fraction, flat, frac)
-    np.maximum.at(signal, flat, frac * brightness)
+    shine = np.broadcast_to(b_a + (b_b - b_a) * t, near.shape)[near][useful]
+    wall = np.minimum(dist[near][useful] / radius[near][useful], 1.0) ** 2
+    return flat[near][useful], frac[useful], shine * (1.0 - wall_darkening * wall)
 
 
 def _tube_fraction(dist, radius, sqrt2_blur):

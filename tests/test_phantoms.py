@@ -9,9 +9,16 @@ import pytest
 from monai.data import load_decathlon_datalist
 from vesselzip.cli import main
 from vesselzip.errors import VesselzipError
-from vesselzip.phantoms import GENERATOR_VERSION, Phantom, make_phantom, write_phantom_dataset
+from vesselzip.phantoms import (
+    GENERATOR_VERSION,
+    Phantom,
+    _rasterise,
+    make_phantom,
+    write_phantom_dataset,
+)
 
 SMALL = (64, 64, 48)
+TINY = (32, 32, 24)
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +43,12 @@ def test_types_and_ranges(small_phantoms):
         assert set(np.unique(phantom.mask)) == {0, 1}
         assert phantom.affine.dtype == np.float64 and phantom.affine.shape == (4, 4)
         assert np.allclose(np.diag(phantom.affine)[:3], phantom.spacing)
+        json.dumps(phantom.style)  # the recorded look is plain JSON
 
 
 def test_default_spacing_and_drawn_spacing():
-    assert make_phantom(0, SMALL).spacing == (0.35, 0.35, 0.5)
-    drawn = {make_phantom(seed, SMALL, spacing=None).spacing for seed in range(4)}
+    assert make_phantom(0, TINY).spacing == (0.35, 0.35, 0.5)
+    drawn = {make_phantom(seed, TINY, spacing=None).spacing for seed in range(4)}
     assert len(drawn) > 1
     for spacing in drawn:
         assert all(0.25 <= s <= 0.8 for s in spacing)
@@ -86,8 +94,36 @@ def test_default_shape_smoke():
     assert phantom.mask.any()
 
 
+def test_mask_is_the_tube_geometry():
+    # One straight tube of radius 1 mm along x: a voxel is vessel exactly when its
+    # centre is inside the tube (away from a thin shell where rounding decides).
+    spacing = np.array([0.35, 0.35, 0.5])
+    centre_y, centre_z, radius = 5.1, 4.9, 1.0
+    segment = np.array(
+        [[-1.0, centre_y, centre_z, 12.0, centre_y, centre_z, radius, radius, 900, 900]]
+    )
+    fraction, signal = _rasterise(segment, (32, 32, 20), spacing, 0.4 / np.sqrt(12))
+    y = np.arange(32)[None, :, None] * spacing[1]
+    z = np.arange(20)[None, None, :] * spacing[2]
+    distance = np.broadcast_to(np.hypot(y - centre_y, z - centre_z), fraction.shape)
+    clear = np.abs(distance - radius) > 0.05
+    assert np.array_equal((fraction >= 0.5)[clear], (distance <= radius)[clear])
+    assert signal.max() == pytest.approx(900, rel=0.01)
+
+
+def test_thin_vessels_are_faint_not_thin_and_bright():
+    spacing = np.array([0.35, 0.35, 0.35])
+    blur = 0.35 / np.sqrt(12)
+
+    def peak(radius):
+        segment = np.array([[0.0, 2.8, 2.8, 5.0, 2.8, 2.8, radius, radius, 1.0, 1.0]])
+        return _rasterise(segment, (16, 16, 16), spacing, blur)[0].max()
+
+    assert peak(0.05) < 0.2 < peak(0.1) < peak(0.2) < peak(0.5) == pytest.approx(1.0, abs=0.01)
+
+
 def test_dataset_is_a_monai_datalist(tmp_path):
-    path = write_phantom_dataset(tmp_path / "ds", 2, seed=5, shape=SMALL)
+    path = write_phantom_dataset(tmp_path / "ds", 2, seed=5, shape=TINY)
     dataset = json.loads(path.read_text())
     assert dataset["numTraining"] == 2
     assert dataset["modality"] == {"0": "MRA"}
@@ -103,7 +139,7 @@ def test_dataset_is_a_monai_datalist(tmp_path):
         assert label.get_data_dtype() == np.uint8
         assert image.header.get_xyzt_units()[0] == "mm"
         assert int(image.header["qform_code"]) == 1 and int(image.header["sform_code"]) == 1
-        expected = make_phantom(seed, SMALL, spacing=None)
+        expected = make_phantom(seed, TINY, spacing=None)
         assert np.array_equal(np.asanyarray(image.dataobj), expected.image)
         assert np.array_equal(np.asanyarray(label.dataobj), expected.mask)
         assert np.allclose(image.affine, expected.affine)
@@ -113,7 +149,7 @@ def test_dataset_refuses_a_file(tmp_path):
     target = tmp_path / "taken"
     target.write_text("")
     with pytest.raises(VesselzipError, match="not a directory"):
-        write_phantom_dataset(target, 1, shape=SMALL)
+        write_phantom_dataset(target, 1, shape=TINY)
 
 
 def test_cli_writes_dataset(tmp_path, capsys):
