@@ -67,8 +67,13 @@ class CompressionMetrics(BaseModel):
     ssim: float | None = None
     max_abs_error: float | None = None
     rmse: float | None = None
+    payload_nbytes: int | None = Field(None, description="The codec's stream inside the blob.")
     compress_mb_s: float | None = None
     decompress_mb_s: float | None = None
+    read_s: float | None = Field(None, description="Reading and validating the NIfTI.")
+    compress_s: float | None = Field(None, description="Encoding.")
+    decompress_s: float | None = Field(None, description="Decoding (to measure the loss).")
+    measure_s: float | None = Field(None, description="Computing these metrics.")
 
 
 class SegmentationMetrics(BaseModel):

@@ -76,6 +76,9 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
     from vesselzip.redis_embedded import EmbeddedRedis
     from vesselzip_api.main import create_app
+    from vesselzip_api.memory import release_large_arrays_promptly
+
+    release_large_arrays_promptly()
 
     settings = get_settings()
     store_dir = Path(settings.store_dir).resolve()
