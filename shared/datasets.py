@@ -47,6 +47,11 @@ class VolumeEntry(BaseModel):
     truth_sha256: str | None = None
     created_at: float = Field(default_factory=time.time)
 
+    @property
+    def fingerprint(self) -> str:
+        """The volume's id and the digests of its files."""
+        return f"{self.id}:{self.image_sha256}:{self.truth_sha256 or ''}"
+
 
 class DatasetEntry(BaseModel):
     id: str

@@ -119,15 +119,22 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
-def cell_job_id(dataset_id: str, volume_id: str, codec: dict[str, Any], model: str) -> str:
-    """The job for one volume and setting; the same for every sweep that needs it."""
-    return _digest("cell", dataset_id, volume_id, canonical(codec), model)
+def cell_job_id(dataset_id: str, volume: str, codec: dict[str, Any], model: str) -> str:
+    """The job for one volume and setting; the same for every sweep that needs it.
+    `volume` names the volume and its content (VolumeEntry.fingerprint), so a volume
+    replaced under the same name never reuses the old one's results."""
+    return _digest("cell", dataset_id, volume, canonical(codec), model)
 
 
-def default_idempotency_key(dataset_id: str, grid: list[dict[str, Any]], model: str) -> str:
-    """What identifies a sweep when the client gives no key: the same dataset, set
-    of settings and model is the same sweep."""
-    return _digest("sweep", dataset_id, *sorted(canonical(c) for c in grid), model)
+def default_idempotency_key(
+    dataset_id: str, volumes: Sequence[str], grid: list[dict[str, Any]], model: str
+) -> str:
+    """What identifies a sweep when the client gives no key: the same volumes (by
+    fingerprint), set of settings and model is the same sweep. A volume added later
+    makes a new sweep, which reuses every job of the old one."""
+    return _digest(
+        "sweep", dataset_id, *sorted(volumes), "", *sorted(canonical(c) for c in grid), model
+    )
 
 
 def sweep_id_for(owner: str | None, idempotency_key: str) -> str:
@@ -518,15 +525,15 @@ def markdown_tables(summary: dict[str, Any]) -> str:
             f"(original data size: {original_mb:.2f} MB)",
             "",
             f"| {first_column} | Compressed size (MB) | CR, pooled (Σraw/Σblob) "
-            "| CR, mean per volume | Avg. PSNR (dB) | Avg. SSIM | Bits/voxel "
-            "| Compress MB/s | Decompress MB/s | Volumes |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| CR, mean per volume | CR, codec stream (Σraw/Σpayload) | Avg. PSNR (dB) "
+            "| Avg. SSIM | Bits/voxel | Compress MB/s | Decompress MB/s | Volumes |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in table_rows:
             lines.append(
                 f"| {_parameter_text(r)} | {_fmt(r['compressed_mb'], 2)} "
                 f"| {_ratio_text(r['cr_pooled'])} | {_ratio_text(r['cr_mean'])} "
-                f"| {_fmt(r['psnr_mean_db'], 4)} | {_fmt(r['ssim_mean'], 4)} "
+                f"| {_ratio_text(r['cr_payload_pooled'])} | {_fmt(r['psnr_mean_db'], 4)} | {_fmt(r['ssim_mean'], 4)} "
                 f"| {_fmt(r['bits_per_voxel'], 3)} | {_fmt(r['compress_mb_s'], 1)} "
                 f"| {_fmt(r['decompress_mb_s'], 1)} | {r['n_finished']}/{r['n_volumes']} |"
             )
@@ -550,8 +557,8 @@ def markdown_tables(summary: dict[str, Any]) -> str:
         lines.append("")
     lines += [
         "CR, pooled = total raw voxel bytes / total stored blob bytes (the paper's "
-        "definition); CR, mean per volume = mean of each volume's ratio. Blobs include "
-        "the .vz container header. Avg. PSNR leaves out lossless volumes (infinite PSNR). "
+        "definition); CR, mean per volume = mean of each volume's ratio; blobs include "
+        "the .vz container header, the codec stream (payload) does not. Avg. PSNR leaves out lossless volumes (infinite PSNR). "
         "ΔDice = Dice(setting) − Dice(uncompressed) on the same volume; the interval is "
         "a 95% BCa bootstrap of the mean (9999 resamples, seed 0); p is the two-sided "
         "Wilcoxon signed-rank test (1.0 when every difference is 0).",

@@ -87,9 +87,10 @@ def test_job_and_sweep_keys_are_stable_and_distinct():
     }
     assert job not in others and len(others) == 4
     grid = parse_grid(None)
-    key = default_idempotency_key("d" * 32, grid, "frangi")
-    assert key == default_idempotency_key("d" * 32, list(reversed(grid)), "frangi")
-    assert key != default_idempotency_key("d" * 32, grid[:-1], "frangi")
+    key = default_idempotency_key("d" * 32, ["v1", "v2"], grid, "frangi")
+    assert key == default_idempotency_key("d" * 32, ["v2", "v1"], grid[::-1], "frangi")
+    assert key != default_idempotency_key("d" * 32, ["v1", "v2"], grid[:-1], "frangi")
+    assert key != default_idempotency_key("d" * 32, ["v1", "v2", "v3"], grid, "frangi")
 
 
 # -- statistics ----------------------------------------------------------------------
@@ -336,7 +337,7 @@ def test_job_with_a_source_compresses_it_on_the_worker(tmp_path, phantom_pairs):
     image, truth = phantom_pairs[0]
     volume = add_volume(store, dataset.id, image, truth, filename=image.name)
     config = parse_codec_spec("zfp:rate=4")
-    job_id = cell_job_id(dataset.id, volume.id, config, "frangi")
+    job_id = cell_job_id(dataset.id, volume.fingerprint, config, "frangi")
     spec = JobSpec(
         job_id=job_id,
         blob_key=blob_key(job_id),

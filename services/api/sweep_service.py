@@ -86,7 +86,8 @@ class SweepService:
             raise VesselzipError(f"dataset {dataset.id} has no volumes yet")
         grid = parse_grid(request.grid)
         model = self.jobs.check_model(request.model or self.settings.default_model)
-        key = idempotency_key or default_idempotency_key(dataset.id, grid, model)
+        fingerprints = [v.fingerprint for v in dataset.volumes]
+        key = idempotency_key or default_idempotency_key(dataset.id, fingerprints, grid, model)
         sweep_id = sweep_id_for(owner, key)
 
         # One request at a time per sweep, so two identical POSTs never queue a job twice.
@@ -114,7 +115,7 @@ class SweepService:
                         SweepCell(
                             volume_id=volume.id,
                             setting=index,
-                            job_id=cell_job_id(dataset.id, volume.id, config, model),
+                            job_id=cell_job_id(dataset.id, volume.fingerprint, config, model),
                         )
                         for volume in dataset.volumes
                         for index, config in enumerate(grid)

@@ -221,7 +221,7 @@ def test_default_sweep_matches_numbers_computed_independently(service, phantoms,
     assert job["stage_seconds"]["compress"] is not None
 
 
-def test_resubmitted_and_overlapping_sweeps_reuse_jobs(service, paper_sweep):
+def test_resubmitted_and_overlapping_sweeps_reuse_jobs(service, phantoms, paper_sweep):
     dataset, sweep, _ = paper_sweep
     base = service.base_url
     body = {"dataset": dataset["id"], "model": "frangi"}
@@ -262,6 +262,16 @@ def test_resubmitted_and_overlapping_sweeps_reuse_jobs(service, paper_sweep):
 
     listed = httpx.get(f"{base}/v1/sweeps", timeout=30).json()["sweeps"]
     assert {sweep["id"], overlap["id"], named["id"]} <= {s["id"] for s in listed}
+
+    # A volume added to the dataset makes a new sweep that runs only that volume.
+    image, truth = phantoms[0]
+    files = {"image": (image.name, image.read_bytes()), "truth": (truth.name, truth.read_bytes())}
+    added = httpx.post(f"{dataset['url']}/volumes", files=files, data={"name": "extra"})
+    assert added.status_code == 201, added.text
+    grown = httpx.post(f"{base}/v1/sweeps", json={**body, "grid": ["zfp:rate=2"]}, timeout=60)
+    assert grown.status_code == 202 and grown.json()["id"] != overlap["id"]
+    assert (grown.json()["jobs_submitted"], grown.json()["jobs_reused"]) == (2, 6)
+    assert wait_for_sweep(base, grown.json()["id"])["progress"]["state"] == "finished"
 
 
 def test_sweep_requests_that_are_refused(service, paper_sweep):
