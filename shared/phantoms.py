@@ -3,15 +3,16 @@
 Nothing is downloaded: every volume is drawn from a seed. A phantom is a tree of
 tubes (decreasing radii, bright inflow signal fading along the tree) rendered with
 partial-volume edges into a head-shaped background with tissue texture, a bias
-field and Rician noise, stored as int16 like a clinical scan. The look (field of
-view, tissue levels, contrast, noise, tortuosity...) is drawn per seed as well, so
-a model trained on many seeds does not learn a single appearance.
+field, a point-spread function and Rician noise, stored as int16 like a clinical
+scan. The look (field of view, tissue levels, contrast, noise, blur,
+tortuosity...) is drawn per seed as well, so a model trained on many seeds does
+not learn a single appearance.
 
-The mask is exact for the geometry: a voxel is vessel when the partial-volume
-fraction of vessel in it is at least 0.5 (for vessels wider than the blur this is
-"the voxel centre lies inside the tube"). Twigs thinner than about 1.2 blur widths
-never reach 0.5, so they show faintly in the image but not in the mask, as on a
-real annotation.
+The mask is exact for the geometry: a voxel is vessel when at least half of it
+is inside a tube (for tubes wider than a voxel: when its centre is inside).
+Twigs with a radius under about a third of a voxel never fill half a voxel, so they
+show faintly in the image but not in the mask, as on a real annotation. The
+image is further blurred by the scanner's point-spread function; the mask is not.
 """
 
 from __future__ import annotations
@@ -249,7 +250,7 @@ def _draw_style(rng, field_of_view: str) -> dict:
         # A whole head has to fit the same matrix, so its trunks are narrower.
         "trunk_radius_mm": rng.uniform(1.0, 2.5)
         if field_of_view == "crop"
-        else rng.uniform(0.6, 1.6),
+        else rng.uniform(0.8, 1.8),
         "min_radius_mm": rng.uniform(0.1, 0.2),
         "tortuosity": rng.uniform(0.05, 0.45),
         "branch_asymmetry": rng.uniform(0.3, 0.9),
@@ -498,7 +499,9 @@ def _grow_vessels(rng, shape, spacing, head, style) -> np.ndarray:
 
     def new_tree(index: int) -> tuple:
         position, direction = _draw_root(rng, extent, head, style["field_of_view"])
-        radius = style["trunk_radius_mm"] * (1.0 if index < 2 else rng.uniform(0.2, 0.6))
+        radius = style["trunk_radius_mm"]
+        if index >= 2:  # later trees are thinner, but not born too thin to grow
+            radius = max(radius * rng.uniform(0.2, 0.6), 3.0 * min_radius)
         return position, direction, radius, 0.0, rng.uniform(0.85, 1.0)
 
     def volume_in_view(segments) -> float:
@@ -512,7 +515,7 @@ def _grow_vessels(rng, shape, spacing, head, style) -> np.ndarray:
     n_segments = vessel_volume = 0
     # A cap keeps rendering time in check (about 10000 for the default shape).
     max_segments = max(500, int(10000 * np.prod(shape) / np.prod(DEFAULT_SHAPE)))
-    max_trees = 40
+    max_trees = 80
     while vessel_volume < target_volume and n_segments < max_segments:
         if not queue:
             # Trees that soon left a crop leave the volume too empty: add another.
