@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     default_queue: str = Field(default="cpu", pattern="^(gpu|cpu)$")
     # Queues a `vesselzip worker` listens on, highest priority first.
     worker_queues: str = "gpu,cpu"
-    # How often a worker proves it is alive; it is presumed dead after 4 missed beats.
+    # How often a worker proves it is alive; it is presumed dead (and its job retried)
+    # after 6 missed beats. Long native calls that hold the GIL delay beats: keep ample.
     worker_heartbeat_s: float = Field(default=5.0, gt=0)
     # How often the gateway looks for jobs whose worker died.
     reaper_interval_s: float = Field(default=5.0, gt=0)
@@ -64,7 +65,7 @@ class Settings(BaseSettings):
     @property
     def worker_liveness_s(self) -> int:
         """Seconds without a heartbeat after which a worker (and its job) counts as dead."""
-        return max(2, int(round(4 * self.worker_heartbeat_s)))
+        return max(3, int(round(6 * self.worker_heartbeat_s)))
 
 
 @lru_cache

@@ -15,7 +15,7 @@ from vesselzip.metrics.segmentation import segmentation_metrics
 from vesselzip.model import load_segmenter
 from vesselzip.volumes import read_volume
 
-from .helpers import post_job, wait_for_job
+from .helpers import post_job, wait_for_job, wait_until
 
 STAGES = ("upload", "compress", "queue_wait", "fetch", "decompress", "inference", "metrics")
 
@@ -167,3 +167,25 @@ def test_unknown_jobs(service, path, status):
     response = httpx.get(service.base_url + path, timeout=10)
     assert response.status_code == status
     assert "detail" in response.json()
+
+
+def test_cancelling_a_running_job_stops_it_and_removes_its_files(service, slow_phantom, phantoms):
+    created = post_job(service.base_url, *slow_phantom).json()
+    job_id = created["id"]
+    wait_until(
+        lambda: httpx.get(created["url"], timeout=10).json()["state"] == "running",
+        60,
+        "the job to start",
+        interval_s=0.05,
+    )
+    response = httpx.delete(created["url"], timeout=10)
+    assert response.json() == {"id": job_id, "previous_state": "running", "cancelled": True}
+    assert httpx.get(created["url"], timeout=10).json()["state"] == "cancelled"
+    assert httpx.delete(created["url"], timeout=10).status_code == 404
+
+    # The worker drops the job at its next progress report and goes on with the next.
+    image, truth = phantoms[0]
+    after = wait_for_job(service.base_url, post_job(service.base_url, image, truth).json()["id"])
+    assert after["state"] == "finished"
+    assert httpx.get(created["url"], timeout=10).json()["state"] == "cancelled"
+    assert not any(job_id in name for name in service.stored_files())

@@ -19,13 +19,14 @@ def test_restarted_and_flushed_redis(private_stack, phantoms):
     before = wait_for_job(stack.base_url, post_job(stack.base_url, image, truth).json()["id"])
     assert before["state"] == "finished"
 
+    stored = stack.stored_files()
     stack.redis_server.stop()
     down = httpx.get(f"{stack.base_url}/v1/ready", timeout=10)
     assert down.status_code == 503 and down.json()["redis"] is False
     response = post_job(stack.base_url, image, truth)
     assert response.status_code == 503
     assert "Redis" in response.json()["detail"]
-    assert list((stack.store_dir / "tmp").glob("*")) == []
+    assert stack.stored_files() == stored and stack.spooled_files() == []
     stack.redis_server.start()
 
     after_restart = httpx.get(before["url"], timeout=10).json()
