@@ -123,7 +123,7 @@ class JobRecords:
                 key,
                 mapping={
                     "state": "running",
-                    "stage": "fetch",
+                    "stage": "model_load",
                     "progress": 0.0,
                     "started_at": time.time(),
                 },

@@ -34,7 +34,7 @@ class ProgressReporter:
         self.records = records
         self.job_id = job_id
         self.min_interval_s = min_interval_s
-        self.stage = "fetch"
+        self.stage = ""
         self._last_write = 0.0
 
     def __call__(self, stage: str, progress: float) -> None:
@@ -68,6 +68,7 @@ def run_segmentation_job(spec: dict) -> dict:
 
     reporter = ProgressReporter(records, job_spec.job_id)
     try:
+        reporter("model_load", 0.0)
         t0 = time.perf_counter()
         segmenter = load_segmenter(
             job_spec.model, checkpoint=settings.checkpoint, device=settings.device
