@@ -6,18 +6,20 @@ and prints a Markdown table of mean compression ratio (against the int16 bytes)
 and PSNR (peak = original max - min). Also prints generation time per volume.
 
     python bench/phantom_zfp_table.py [--n 6] [--seed 100] [--shape 128 128 96]
+        [--spacing 0.35 0.35 0.5] [--per-volume]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
 import numpy as np
 from vesselzip.codecs import get_codec
 from vesselzip.metrics.compression import psnr
-from vesselzip.phantoms import make_phantom
+from vesselzip.phantoms import DEFAULT_SPACING, make_phantom
 
 SETTINGS = [("rate", 2), ("rate", 4), ("rate", 8), ("rate", 16)] + [
     ("tolerance", t) for t in (500, 1000, 1500)
@@ -51,7 +53,16 @@ def measure(image: np.ndarray) -> dict:
 
 
 def fmt(pair) -> str:
-    return "–" if pair is None else f"{pair[0]:.1f} / {pair[1]:.1f}"
+    if pair is None:
+        return "–"
+    cr, psnr_db = pair
+    # Rate 16 decodes to the exact int16 values, so the PSNR is infinite.
+    return f"{cr:.1f} / " + ("∞" if math.isinf(psnr_db) else f"{psnr_db:.1f}")
+
+
+def spread(values) -> str:
+    low, high = min(values), max(values)
+    return "∞" if math.isinf(low) else f"{low:.1f}–{high:.1f}"
 
 
 def main() -> None:
@@ -59,16 +70,19 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=6, help="phantoms per field of view")
     parser.add_argument("--seed", type=int, default=100, help="first seed")
     parser.add_argument("--shape", type=int, nargs=3, default=[128, 128, 96])
+    parser.add_argument("--spacing", type=float, nargs=3, default=list(DEFAULT_SPACING))
     parser.add_argument("--per-volume", action="store_true", help="also print every volume")
     args = parser.parse_args()
 
-    means, timings, looks = {}, [], {}
+    means, ranges, timings, looks = {}, {}, [], {}
     for field_of_view in ("crop", "head"):
         rows, medians, p99s, maxima = [], [], [], []
         for i in range(args.n):
             seed = args.seed + i
             started = time.perf_counter()
-            phantom = make_phantom(seed, tuple(args.shape), field_of_view=field_of_view)
+            phantom = make_phantom(
+                seed, tuple(args.shape), tuple(args.spacing), field_of_view=field_of_view
+            )
             timings.append(time.perf_counter() - started)
             row = measure(phantom.image)
             rows.append(row)
@@ -87,6 +101,9 @@ def main() -> None:
             s: (statistics.mean(r[s][0] for r in rows), statistics.mean(r[s][1] for r in rows))
             for s in SETTINGS
         }
+        ranges[field_of_view] = {
+            s: (spread([r[s][0] for r in rows]), spread([r[s][1] for r in rows])) for s in SETTINGS
+        }
         looks[field_of_view] = (
             statistics.median(medians),
             statistics.median(p99s),
@@ -94,9 +111,10 @@ def main() -> None:
         )
 
     shape = "×".join(map(str, args.shape))
+    spacing = "×".join(f"{s:g}" for s in args.spacing)
     print(
-        f"\nZFP on phantoms ({shape}, seeds {args.seed}-{args.seed + args.n - 1} per field of view); "
-        "cells are CR / PSNR dB\n"
+        f"\nZFP on phantoms ({shape} voxels of {spacing} mm, seeds {args.seed}-"
+        f"{args.seed + args.n - 1} per field of view); cells are CR / PSNR dB\n"
     )
     print(
         "| ZFP setting | paper, RSNA MRA (whole head) | real TOF crop | "
@@ -109,6 +127,12 @@ def main() -> None:
             f"| {mode} {value} | {fmt(PAPER.get(setting))} | {fmt(REAL_CROP.get(setting))} | "
             f"{fmt(means['crop'][setting])} | {fmt(means['head'][setting])} |"
         )
+    print("\nSpread over the phantoms (min–max):\n")
+    print("| ZFP setting | crop CR | crop PSNR | head CR | head PSNR |")
+    print("|---|---|---|---|---|")
+    for setting in SETTINGS:
+        crop, head = ranges["crop"][setting], ranges["head"][setting]
+        print(f"| {setting[0]} {setting[1]} | {crop[0]} | {crop[1]} | {head[0]} | {head[1]} |")
     for field_of_view, (median, p99, maximum) in looks.items():
         print(
             f"\n{field_of_view}: median of per-volume median {median:.0f}, "

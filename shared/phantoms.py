@@ -236,7 +236,7 @@ def _draw_style(rng, field_of_view: str) -> dict:
         # grey matter relative to white matter, and the contrast's texture scale
         "grey_white_ratio": rng.uniform(0.8, 1.15),
         "texture_mm": rng.uniform(3.0, 10.0),
-        "fine_texture": rng.uniform(0.04, 0.16),
+        "fine_texture": rng.uniform(0.08, 0.2),
         "csf_ratio": rng.uniform(0.3, 0.7),
         "csf_amount": rng.uniform(0.0, 0.2),
         "fat_level": rng.uniform(1.3, 2.5) * tissue,
@@ -255,10 +255,12 @@ def _draw_style(rng, field_of_view: str) -> dict:
         "tortuosity": rng.uniform(0.05, 0.45),
         "branch_asymmetry": rng.uniform(0.3, 0.9),
         "vessel_volume": rng.uniform(0.02, 0.07),  # target fraction of the FOV / brain
-        # Point-spread function (voxels, in-plane and across slices) beyond the
-        # voxel itself: k-space truncation and zero-filled interpolation.
-        "psf_in_plane": rng.uniform(0.6, 1.2),
-        "psf_slices": rng.uniform(0.3, 0.8),
+        # Point-spread function (Gaussian sigma in voxels, in-plane and across
+        # slices) beyond the voxel itself: TOF is usually acquired coarser than
+        # it is reconstructed (zero-filled interpolation), so edges and noise
+        # spread over 2-3 voxels.
+        "psf_in_plane": rng.uniform(0.8, 1.4),
+        "psf_slices": rng.uniform(0.4, 0.9),
         "bias_strength": rng.uniform(0.03, 0.3),
         "slab_ripple": rng.uniform(0.0, 0.12) if rng.random() < 0.4 else 0.0,
         "slab_mm": rng.uniform(12.0, 30.0),
