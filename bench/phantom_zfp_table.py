@@ -52,17 +52,18 @@ def measure(image: np.ndarray) -> dict:
     return row
 
 
+def number(value: float) -> str:
+    # A volume decoded to its exact int16 values has an infinite PSNR.
+    return "∞" if math.isinf(value) else f"{value:.1f}"
+
+
 def fmt(pair) -> str:
-    if pair is None:
-        return "–"
-    cr, psnr_db = pair
-    # Rate 16 decodes to the exact int16 values, so the PSNR is infinite.
-    return f"{cr:.1f} / " + ("∞" if math.isinf(psnr_db) else f"{psnr_db:.1f}")
+    return "–" if pair is None else f"{pair[0]:.1f} / {number(pair[1])}"
 
 
 def spread(values) -> str:
     low, high = min(values), max(values)
-    return "∞" if math.isinf(low) else f"{low:.1f}–{high:.1f}"
+    return number(low) if low == high else f"{number(low)}–{number(high)}"
 
 
 def main() -> None:

@@ -174,7 +174,6 @@ def write_phantom_dataset(
         "name": "vesselzip-phantoms",
         "description": "Synthetic TOF-MRA-like cerebrovascular volumes with exact vessel masks",
         "reference": "vesselzip.phantoms",
-        "licence": "CC0",
         "tensorImageSize": "3D",
         "modality": {"0": "MRA"},
         "labels": {"0": "background", "1": "vessel"},

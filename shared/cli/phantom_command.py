@@ -44,6 +44,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so `vesselzip --help` stays fast.
+    from rich.console import Console
     from rich.progress import Progress
     from vesselzip.phantoms import write_phantom_dataset
 
@@ -56,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     vessel_fractions = []
-    with Progress(transient=True) as progress:
+    # The bar goes to stderr and only to a terminal; the summary line is the output.
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("phantoms", total=args.n)
 
         def advance(_index, phantom):
