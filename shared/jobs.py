@@ -267,8 +267,14 @@ def run_job(
 
     progress("fetch", 0.0)
     t0 = time.perf_counter()
-    blob = store.get_bytes(spec.blob_key)
-    truth_bytes = store.get_bytes(spec.truth_key) if spec.truth_key else None
+    try:
+        blob = store.get_bytes(spec.blob_key)
+        truth_bytes = store.get_bytes(spec.truth_key) if spec.truth_key else None
+    except NotFoundError as exc:
+        raise NotFoundError(
+            f"{exc} (deleted meanwhile, or the gateway and this worker do not share "
+            "VESSELZIP_STORE_DIR)"
+        ) from exc
     seconds["fetch"] = time.perf_counter() - t0
 
     progress("decompress", 0.0)
