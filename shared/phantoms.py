@@ -141,6 +141,7 @@ def write_phantom_dataset(
     """
     if n < 1:
         raise VesselzipError(f"n must be at least 1, got {n}")
+    shape = _check_shape(shape)
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise VesselzipError(f"{outdir} exists and is not a directory")

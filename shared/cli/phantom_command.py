@@ -4,6 +4,7 @@ vessel masks, MONAI decathlon-style dataset.json)."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.outdir.exists() and not args.outdir.is_dir():
         raise VesselzipError(f"{args.outdir} exists and is not a directory")
     if (args.outdir / "dataset.json").exists():
-        print(f"note: overwriting the dataset in {args.outdir}")
+        print(f"note: overwriting the dataset in {args.outdir}", file=sys.stderr)
 
     started = time.perf_counter()
     vessel_fractions = []
