@@ -643,7 +643,7 @@ def _dual_axis_plot(axes, rows: list[dict[str, Any]], group: str) -> None:
     axes.set_xticks(x, labels)
     axes.set_xlabel("rate (bits/voxel)" if fixed_rate else "absolute error tolerance")
     axes.set_ylabel("compression ratio (Σraw / Σblob)", color="tab:blue")
-    axes.set_ylim(bottom=0)
+    axes.set_ylim(0, max(cr) * 1.15)  # room for the labels above the points
 
     dice_axes = axes.twinx()
     dice = [r["dice_mean"] for r in chosen]
@@ -680,8 +680,18 @@ def _dual_axis_plot(axes, rows: list[dict[str, Any]], group: str) -> None:
                     label="95% CI of paired ΔDice (+ uncompressed mean)",
                 )
         dice_axes.set_ylabel("mean Dice", color="tab:red")
-        dice_axes.legend(loc="lower left", fontsize=7)
-    axes.legend(loc="upper left", fontsize=7)
+    # One legend under the plot, where it hides no point of either axis.
+    handles, labels = axes.get_legend_handles_labels()
+    more_handles, more_labels = dice_axes.get_legend_handles_labels()
+    axes.legend(
+        handles + more_handles,
+        labels + more_labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncol=2,
+        fontsize=7,
+        frameon=False,
+    )
     axes.set_title(
         f"ZFP {what} mode: compression ratio and mean Dice"
         + (" (paper Figure 2)" if fixed_rate else " (paper Figure 3)"),
