@@ -121,13 +121,13 @@ def results_table(jobs: list[dict], results: dict[str, dict]) -> Table:
     table = Table(title="Compression vs. segmentation", box=box.SIMPLE_HEAD)
     for name in ("volume", "setting", "CR", "bits/vox", "PSNR dB", "SSIM", "Dice", "IoU"):
         table.add_column(name, justify="left" if name in ("volume", "setting") else "right")
-    table.add_column("total s", justify="right")
+    table.add_column("infer s", justify="right")
     table.add_column("state")
     for job in jobs:
         body = results[job["id"]]
         comp = body.get("compression") or {}
         seg = body.get("segmentation") or {}
-        seconds = sum(v for v in (body.get("stage_seconds") or {}).values() if v)
+        seconds = (body.get("stage_seconds") or {}).get("inference")
         table.add_row(
             job["volume"].removesuffix(".nii.gz"),
             job["setting"],
