@@ -233,8 +233,10 @@ def test_agrees_with_monai(seed, shape, spacing, smooth):
     theirs = monai_metrics(pred, truth, spacing)
     assert ours["dice"] == pytest.approx(theirs["dice"], abs=1e-6)
     assert ours["iou"] == pytest.approx(theirs["iou"], abs=1e-6)
-    # MONAI returns float32 distances.
-    assert ours["hd95_mm"] == pytest.approx(theirs["hd95_mm"], rel=1e-5, abs=1e-6)
+    # MONAI interpolates the percentile in float32: the position (n - 1) * 0.95 is rounded
+    # to float32 (an ulp of ~2e-4 for a few thousand distances), so HD95 can differ by
+    # that fraction of the gap between neighbouring distances.
+    assert ours["hd95_mm"] == pytest.approx(theirs["hd95_mm"], rel=2e-4, abs=1e-6)
     assert ours["assd_mm"] == pytest.approx(theirs["assd_mm"], rel=1e-5, abs=1e-6)
     assert_json_safe(ours)
 
