@@ -37,3 +37,9 @@ class NotFoundError(VesselzipError):
     """A job, dataset, sweep or blob does not exist."""
 
     http_status = 404
+
+
+class ModelNotAvailableError(VesselzipError):
+    """Unknown segmenter name, or a model whose weights or checkpoint cannot be loaded."""
+
+    http_status = 422

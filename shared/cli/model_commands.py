@@ -1,0 +1,146 @@
+"""`vesselzip segment`, `vesselzip train`, `vesselzip models` and
+`vesselzip export-weights`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from vesselzip.model.train import SMALL_FEATURE_DIMS
+
+
+def register(subparsers) -> None:
+    seg = subparsers.add_parser(
+        "segment", help="segment vessels in a NIfTI volume and write the mask"
+    )
+    seg.add_argument("input", type=Path, help="input volume (.nii or .nii.gz)")
+    seg.add_argument("output", type=Path, help="output mask (.nii or .nii.gz), input's grid")
+    seg.add_argument("--model", default=None, help="segmenter name (default: settings)")
+    seg.add_argument("--checkpoint", type=Path, default=None, help="checkpoint for mvn-checkpoint")
+    seg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    seg.set_defaults(handler=segment_command)
+
+    models = subparsers.add_parser("models", help="list the available segmenters")
+    models.set_defaults(handler=models_command)
+
+    train = subparsers.add_parser(
+        "train", help="train MambaVesselNet++ on a decathlon-style dataset.json"
+    )
+    train.add_argument("--data", type=Path, required=True, help="dataset.json")
+    train.add_argument("--out", type=Path, required=True, help="output directory")
+    train.add_argument(
+        "--feature-dims", type=int, nargs=5, default=list(SMALL_FEATURE_DIMS), metavar="F"
+    )
+    train.add_argument("--iterations", type=int, default=5000)
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--patch-size", type=int, default=64)
+    train.add_argument("--lr", type=float, default=1e-4)
+    train.add_argument("--min-lr", type=float, default=1e-7)
+    train.add_argument("--weight-decay", type=float, default=1e-5)
+    train.add_argument("--switch-ratio", type=float, default=0.4)
+    train.add_argument("--val-every", type=int, default=500)
+    train.add_argument("--val-count", type=int, default=4)
+    train.add_argument(
+        "--target-spacing",
+        type=float,
+        nargs=3,
+        default=None,
+        metavar="MM",
+        help="resample to this spacing (default: the paper's 0.3542 mm isotropic)",
+    )
+    train.add_argument("--window", type=float, nargs=2, default=[0.0, 1000.0], metavar="I")
+    train.add_argument("--no-augment", action="store_true")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    train.add_argument(
+        "--stop-after", type=int, default=None, metavar="N", help="stop after iteration N"
+    )
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    train.add_argument("--num-workers", type=int, default=0)
+    train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=train_command)
+
+    export = subparsers.add_parser(
+        "export-weights", help="strip a training checkpoint down to shippable weights"
+    )
+    export.add_argument("checkpoint", type=Path)
+    export.add_argument("output", type=Path, help="output .pt (a .json config is written too)")
+    export.add_argument("--float32", action="store_true", help="keep float32 (default fp16)")
+    export.set_defaults(handler=export_command)
+
+
+def segment_command(args) -> int:
+    from vesselzip.model import load_segmenter
+    from vesselzip.volumes import read_volume, write_volume
+
+    volume = read_volume(args.input)
+    segmenter = load_segmenter(args.model, checkpoint=args.checkpoint, device=args.device)
+    started = time.monotonic()
+    mask = segmenter.segment(volume, progress=_print_progress if sys.stderr.isatty() else None)
+    seconds = time.monotonic() - started
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    write_volume(args.output, mask, like=volume)
+    print(
+        f"{args.output}: {segmenter.name}, {int(mask.sum())} vessel voxels "
+        f"of {mask.size} in {seconds:.1f} s"
+    )
+    return 0
+
+
+def _print_progress(fraction: float) -> None:
+    print(f"\rsegmenting {100 * fraction:5.1f}%", end="", file=sys.stderr, flush=True)
+
+
+def models_command(args) -> int:
+    from vesselzip.model import available_segmenters
+
+    for name in available_segmenters():
+        print(name)
+    return 0
+
+
+def train_command(args) -> int:
+    import torch
+    from vesselzip.model.train import TrainConfig, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = TrainConfig(
+        data=args.data,
+        out=args.out,
+        feature_dims=args.feature_dims,
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        lr=args.lr,
+        min_lr=args.min_lr,
+        weight_decay=args.weight_decay,
+        switch_ratio=args.switch_ratio,
+        val_every=args.val_every,
+        val_count=args.val_count,
+        seed=args.seed,
+        device=args.device,
+        num_workers=args.num_workers,
+        augment=not args.no_augment,
+        window=args.window,
+        resume=args.resume,
+        stop_after=args.stop_after,
+        progress=not args.quiet,
+        **({"target_spacing": args.target_spacing} if args.target_spacing else {}),
+    )
+    summary = train(config)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def export_command(args) -> int:
+    from vesselzip.model.train import export_weights
+
+    out = export_weights(args.checkpoint, args.output, half=not args.float32)
+    size = out.stat().st_size / 1e6
+    print(f"{out}: {size:.1f} MB, config in {out.with_suffix('.json')}")
+    return 0

@@ -1,0 +1,241 @@
+"""Whole-volume inference for a segmentation network, following the paper's test
+protocol: orient to RAS, resample to a target spacing, window intensities to [0, 1],
+MONAI sliding-window inference, softmax, and the label map carried back to the
+input's own grid so that it overlays the input voxel for voxel.
+
+Everything stays float32 (or the autocast dtype on CUDA); no float64 copy of the
+volume is ever made.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import nibabel as nib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.data.utils import dense_patch_slices
+from monai.inferers import sliding_window_inference
+from vesselzip.errors import ModelNotAvailableError
+
+# The paper resamples RSNA MRA to this isotropic spacing (mm) before inference.
+PAPER_SPACING_MM = 0.3542
+
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How a network sees a volume. Stored next to the weights it belongs to."""
+
+    # Isotropic or per-axis (RAS order) spacing in mm; None keeps the input grid.
+    target_spacing: tuple[float, float, float] | None = (PAPER_SPACING_MM,) * 3
+    # Intensities in [low, high] map linearly to [0, 1]; outside is clipped.
+    window: tuple[float, float] = (0.0, 1000.0)
+    roi_size: int = 64
+    overlap: float = 0.25
+    sw_batch_size: int = 2
+    blend_mode: str = "constant"  # MONAI BlendMode: constant | gaussian
+
+    @classmethod
+    def from_dict(cls, values: dict) -> InferenceConfig:
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        if known.get("target_spacing") is not None:
+            spacing = known["target_spacing"]
+            if isinstance(spacing, (int, float)):
+                spacing = [spacing] * 3
+            known["target_spacing"] = tuple(float(s) for s in spacing)
+        if "window" in known:
+            known["window"] = tuple(float(w) for w in known["window"])
+        return cls(**known)
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["target_spacing"] = (
+            None if self.target_spacing is None else list(self.target_spacing)
+        )
+        values["window"] = list(self.window)
+        return values
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' picks CUDA when present; asking for CUDA without one is an error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelNotAvailableError("device 'cuda' requested but no CUDA device is available")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ModelNotAvailableError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device(device)
+
+
+@dataclass
+class RasGrid:
+    """How the input array maps onto its RAS-oriented copy (axis permutation and flips
+    only, so the mapping is exact both ways)."""
+
+    to_ras: np.ndarray  # nibabel orientation transform, input -> RAS
+    from_ras: np.ndarray  # RAS -> input
+    ras_shape: tuple[int, int, int]
+    ras_spacing: tuple[float, float, float] = field(default=(1.0, 1.0, 1.0))
+
+
+def voxel_spacing(affine: np.ndarray) -> np.ndarray:
+    """Voxel size along each array axis, in mm, read from the affine."""
+    return np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))
+
+
+def ras_grid(shape: Sequence[int], affine: np.ndarray) -> RasGrid:
+    current = nib.orientations.io_orientation(affine)
+    ras = nib.orientations.axcodes2ornt(("R", "A", "S"))
+    to_ras = nib.orientations.ornt_transform(current, ras)
+    from_ras = nib.orientations.ornt_transform(ras, current)
+    spacing = voxel_spacing(affine)
+    ras_shape = [0, 0, 0]
+    ras_spacing = [0.0, 0.0, 0.0]
+    for axis, (target_axis, _flip) in enumerate(to_ras):
+        ras_shape[int(target_axis)] = int(shape[axis])
+        ras_spacing[int(target_axis)] = float(spacing[axis])
+    return RasGrid(to_ras, from_ras, tuple(ras_shape), tuple(ras_spacing))
+
+
+def resampled_shape(grid: RasGrid, target_spacing: Sequence[float] | None) -> tuple[int, ...]:
+    if target_spacing is None:
+        return grid.ras_shape
+    return tuple(
+        max(1, round(n * s / t))
+        for n, s, t in zip(grid.ras_shape, grid.ras_spacing, target_spacing, strict=True)
+    )
+
+
+def preprocess(
+    data: np.ndarray,
+    grid: RasGrid,
+    config: InferenceConfig,
+    device: torch.device,
+    *,
+    scaling: tuple[float, float] = (1.0, 0.0),
+    clip: bool = True,
+) -> torch.Tensor:
+    """Input array -> (1, 1, D, H, W) float32 tensor on `device`: RAS, resampled, windowed.
+
+    `scaling` is the NIfTI (slope, intercept) turning stored values into intensities.
+    Training leaves `clip` off so that intensity augmentation acts before clipping."""
+    ras = nib.orientations.apply_orientation(data, grid.to_ras)
+    image = torch.from_numpy(np.ascontiguousarray(ras, dtype=np.float32)).to(device)
+    image = image[None, None]
+    shape = resampled_shape(grid, config.target_spacing)
+    if shape != tuple(image.shape[2:]):
+        image = F.interpolate(image, size=shape, mode="trilinear", align_corners=False)
+    slope, intercept = scaling
+    low, high = config.window
+    # (value * slope + intercept - low) / (high - low), in place.
+    image.mul_(slope / (high - low)).add_((intercept - low) / (high - low))
+    if clip:
+        image.clamp_(0.0, 1.0)
+    return image
+
+
+def nifti_scaling(header) -> tuple[float, float]:
+    """(slope, intercept) of a NIfTI header; (1, 0) when unset."""
+    if header is None:
+        return 1.0, 0.0
+    slope, intercept = header.get_slope_inter()
+    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
+    intercept = 0.0 if intercept is None or not np.isfinite(intercept) else float(intercept)
+    return slope, intercept
+
+
+def autocast_for(device: torch.device) -> torch.autocast:
+    """Mixed precision on CUDA (bf16 where the GPU has it), plain float32 on CPU."""
+    if device.type != "cuda":
+        return torch.autocast(device_type="cpu", enabled=False)
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def count_windows(image_shape: Sequence[int], config: InferenceConfig) -> int:
+    """How many predictor calls MONAI's sliding window will make (for progress)."""
+    roi = [config.roi_size] * 3
+    size = [max(n, r) for n, r in zip(image_shape, roi, strict=True)]
+    interval = [
+        r if r == n else max(1, int(r * (1 - config.overlap)))
+        for n, r in zip(size, roi, strict=True)
+    ]
+    windows = len(dense_patch_slices(size, roi, interval))
+    return math.ceil(windows / config.sw_batch_size)
+
+
+def sliding_window_logits(
+    network: torch.nn.Module,
+    image: torch.Tensor,
+    config: InferenceConfig,
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """Logits (1, C, D, H, W) float32 for a preprocessed image, window by window."""
+    total = count_windows(image.shape[2:], config)
+    done = 0
+
+    def predictor(windows: torch.Tensor) -> torch.Tensor:
+        nonlocal done
+        logits = network(windows).float()  # stitch in float32 even under autocast
+        done += 1
+        if progress is not None:
+            progress(min(done / total, 1.0))
+        return logits
+
+    with torch.inference_mode(), autocast_for(image.device):
+        return sliding_window_inference(
+            image,
+            roi_size=config.roi_size,
+            sw_batch_size=config.sw_batch_size,
+            predictor=predictor,
+            overlap=config.overlap,
+            mode=config.blend_mode,
+        )
+
+
+def logits_to_mask(logits: torch.Tensor, grid: RasGrid) -> np.ndarray:
+    """Softmax, back to the RAS grid of the input, argmax, then undo the orientation:
+    a uint8 0/1 mask in the input's own array order."""
+    with torch.inference_mode():
+        if tuple(logits.shape[2:]) != grid.ras_shape:
+            probabilities = torch.softmax(logits, dim=1)
+            del logits
+            probabilities = F.interpolate(
+                probabilities, size=grid.ras_shape, mode="trilinear", align_corners=False
+            )
+            labels = probabilities.argmax(dim=1)[0]
+        else:
+            labels = logits.argmax(dim=1)[0]
+        ras_mask = (labels > 0).to(torch.uint8).cpu().numpy()
+    mask = nib.orientations.apply_orientation(ras_mask, grid.from_ras)
+    return np.ascontiguousarray(mask, dtype=np.uint8)
+
+
+def predict_mask(
+    network: torch.nn.Module,
+    data: np.ndarray,
+    affine: np.ndarray,
+    config: InferenceConfig,
+    device: torch.device,
+    progress: Progress | None = None,
+    scaling: tuple[float, float] = (1.0, 0.0),
+) -> np.ndarray:
+    """The whole pipeline: a 3D array and its affine in, a uint8 0/1 mask of the same
+    shape out. `network` must already be on `device` and in eval mode."""
+    if data.ndim != 3:
+        raise ValueError(f"expected a 3D array, got shape {data.shape}")
+    grid = ras_grid(data.shape, affine)
+    image = preprocess(data, grid, config, device, scaling=scaling)
+    logits = sliding_window_logits(network, image, config, progress)
+    del image
+    mask = logits_to_mask(logits, grid)
+    if progress is not None:
+        progress(1.0)
+    return mask

@@ -1,0 +1,116 @@
+"""`vesselzip train` on a tiny dataset with a tiny network: a few iterations, the
+published checkpoint format, the log, resuming, and exporting shippable weights."""
+
+import json
+
+import pytest
+import torch
+from vesselzip.cli import main
+from vesselzip.model import load_segmenter
+from vesselzip.model.network import MambaVesselNet
+from vesselzip.model.train import TrainConfig, export_weights, focal_weight
+from vesselzip.phantoms import write_phantom_dataset
+from vesselzip.volumes import read_volume
+
+PUBLISHED_KEYS = {"model", "optimizer", "dice_metric", "epoch"}
+TINY = ["--feature-dims", "4", "8", "8", "16", "16", "--patch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("phantoms")
+    return write_phantom_dataset(folder, 3, seed=0, shape=(40, 40, 32), spacing=(0.7, 0.7, 0.9))
+
+
+def train_args(dataset, out, *extra):
+    return [
+        "train",
+        "--data",
+        str(dataset),
+        "--out",
+        str(out),
+        *TINY,
+        "--target-spacing",
+        "0.8",
+        "0.8",
+        "0.8",
+        "--iterations",
+        "4",
+        "--batch-size",
+        "2",
+        "--val-every",
+        "2",
+        "--val-count",
+        "1",
+        "--threads",
+        "2",
+        "--quiet",
+        *extra,
+    ]
+
+
+def test_train_stop_and_resume(dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train_args(dataset, out, "--stop-after", "3")) == 0
+    first = torch.load(out / "last.pt", weights_only=True)
+    assert PUBLISHED_KEYS <= set(first)
+    assert first["iteration"] == 3 and first["epoch"] == 3
+    assert (out / "best.pt").is_file()  # validated at iteration 2
+
+    assert main(train_args(dataset, out, "--resume")) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads(printed[printed.rfind("{\n") :])
+    assert summary["resumed_from"] == 3 and summary["iterations"] == 4
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["iteration"] == 4
+    # The schedule carried on from iteration 3: cosine annealing ends at the minimum.
+    assert last["scheduler"]["last_epoch"] == 4
+    assert last["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-7)
+    assert last["config"]["network"]["feature_dims"] == [4, 8, 8, 16, 16]
+    assert last["config"]["inference"]["roi_size"] == 32
+
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert log[0]["event"] == "start"
+    validated = [entry["iteration"] for entry in log if "val_dice" in entry]
+    assert validated == [2, 4]
+    assert all(0.0 <= entry["val_dice"] <= 1.0 for entry in log if "val_dice" in entry)
+
+
+def test_best_checkpoint_loads_as_network_and_segmenter(dataset, tmp_path):
+    out = tmp_path / "run"
+    assert main(train_args(dataset, out, "--iterations", "2")) == 0
+    best = out / "best.pt"
+    network = MambaVesselNet.from_checkpoint(best)
+    assert network.feature_dims == (4, 8, 8, 16, 16)
+
+    segmenter = load_segmenter("mvn-checkpoint", checkpoint=best, device="cpu")
+    assert segmenter.config.target_spacing == (0.8, 0.8, 0.8)
+    listing = json.loads(dataset.read_text())
+    volume = read_volume(dataset.parent / listing["training"][0]["image"])
+    mask = segmenter.segment(volume)
+    assert mask.shape == volume.shape
+
+    shipped = export_weights(best, tmp_path / "weights" / "small.pt")
+    saved = torch.load(shipped, weights_only=True)
+    assert PUBLISHED_KEYS <= set(saved)
+    assert all(t.dtype == torch.float16 for t in saved["model"].values() if t.is_floating_point())
+    card = json.loads(shipped.with_suffix(".json").read_text())
+    assert card["feature_dims"] == [4, 8, 8, 16, 16]
+    assert card["inference"]["target_spacing"] == [0.8, 0.8, 0.8]
+    again = load_segmenter("mvn-checkpoint", checkpoint=shipped, device="cpu")
+    assert next(again.network.parameters()).dtype == torch.float32
+
+
+def test_focal_weight_ramps_linearly_until_the_switch_ratio(tmp_path):
+    config = TrainConfig(data=tmp_path / "d.json", out=tmp_path, iterations=100, switch_ratio=0.4)
+    assert focal_weight(0, config) == 0.0
+    assert focal_weight(20, config) == pytest.approx(0.5)
+    assert focal_weight(40, config) == 1.0
+    assert focal_weight(99, config) == 1.0
+
+
+def test_bad_settings_are_refused(tmp_path, dataset, capsys):
+    assert main(["train", "--data", str(tmp_path / "none.json"), "--out", str(tmp_path)]) == 2
+    assert "dataset file not found" in capsys.readouterr().err
+    assert main(train_args(dataset, tmp_path / "x", "--patch-size", "40")) == 2
+    assert "multiple of 16" in capsys.readouterr().err
