@@ -107,6 +107,8 @@ def test_focal_weight_ramps_linearly_until_the_switch_ratio(tmp_path):
     assert focal_weight(20, config) == pytest.approx(0.5)
     assert focal_weight(40, config) == 1.0
     assert focal_weight(99, config) == 1.0
+    config.final_focal_weight = 0.5  # DiceCE keeps half of the loss
+    assert focal_weight(99, config) == 0.5
 
 
 def test_bad_settings_are_refused(tmp_path, dataset, capsys):

@@ -40,6 +40,12 @@ def register(subparsers) -> None:
     train.add_argument("--min-lr", type=float, default=1e-7)
     train.add_argument("--weight-decay", type=float, default=1e-5)
     train.add_argument("--switch-ratio", type=float, default=0.4)
+    train.add_argument(
+        "--final-focal-weight",
+        type=float,
+        default=1.0,
+        help="Focal's share once the ramp ends (the paper: 1, Focal alone)",
+    )
     train.add_argument("--val-every", type=int, default=500)
     train.add_argument("--val-count", type=int, default=4)
     train.add_argument(
@@ -120,6 +126,7 @@ def train_command(args) -> int:
         min_lr=args.min_lr,
         weight_decay=args.weight_decay,
         switch_ratio=args.switch_ratio,
+        final_focal_weight=args.final_focal_weight,
         val_every=args.val_every,
         val_count=args.val_count,
         seed=args.seed,

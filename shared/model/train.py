@@ -50,8 +50,10 @@ class TrainConfig:
     lr: float = 1e-4
     min_lr: float = 1e-7
     weight_decay: float = 1e-5
-    # Focal weight ramps 0 -> 1 over this fraction of the iterations.
+    # Focal weight ramps 0 -> final_focal_weight over this fraction of the iterations
+    # (the paper: to 1, Focal alone afterwards).
     switch_ratio: float = 0.4
+    final_focal_weight: float = 1.0
     val_every: int = 500
     # Held-out volumes when dataset.json has no "validation" list.
     val_count: int = 4
@@ -196,9 +198,9 @@ def split_dataset(config: TrainConfig) -> tuple[list[dict], list[dict]]:
 
 
 def focal_weight(iteration: int, config: TrainConfig) -> float:
-    """Share of Focal loss at this iteration: linear 0 -> 1 until switch_ratio."""
+    """Share of Focal loss at this iteration: linear from 0 until switch_ratio."""
     ramp = config.switch_ratio * config.iterations
-    return 1.0 if ramp <= 0 else min(1.0, iteration / ramp)
+    return config.final_focal_weight * (1.0 if ramp <= 0 else min(1.0, iteration / ramp))
 
 
 def validation_dice(network, cases: list[dict], config: TrainConfig, device) -> float:
@@ -280,6 +282,7 @@ def train(config: TrainConfig) -> dict:
         batch_size=config.batch_size,
         shuffle=True,
         num_workers=config.num_workers,
+        persistent_workers=config.num_workers > 0,
         drop_last=len(train_cases) >= config.batch_size,
     )
     batches = infinite_batches(loader)
