@@ -58,8 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--url", help="use a running service instead of starting one")
     demo.add_argument("--api-key", help="API key for --url (X-API-Key)")
-    demo.add_argument("--volumes", type=int, default=4, help="number of phantoms")
-    demo.add_argument("--shape", default="96,96,64", help="phantom shape, e.g. 96,96,64 (voxels)")
+    demo.add_argument("--volumes", type=int, default=2, help="number of phantoms")
+    demo.add_argument("--shape", default="64,64,48", help="phantom shape, e.g. 96,96,64 (voxels)")
     demo.add_argument(
         "--settings",
         default="none,zfp:rate=2,zfp:tolerance=50",

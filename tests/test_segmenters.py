@@ -1,0 +1,157 @@
+"""Segmenters by name: registry, caching, errors, the Frangi baseline, checkpoints,
+the bundled model and the `vesselzip segment` command."""
+
+import numpy as np
+import pytest
+import torch
+from vesselzip.cli import main
+from vesselzip.errors import ModelNotAvailableError
+from vesselzip.model import MambaVesselNet, available_segmenters, load_segmenter, segment
+from vesselzip.model.segmenters import BUNDLED_WEIGHTS, FrangiSegmenter, NetworkSegmenter
+from vesselzip.phantoms import make_phantom
+from vesselzip.settings import get_settings
+from vesselzip.volumes import Volume, read_volume
+
+TINY_DIMS = (4, 8, 8, 16, 16)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    return 2.0 * (a & b).sum() / max(a.sum() + b.sum(), 1)
+
+
+@pytest.fixture(scope="module")
+def phantom_files(tmp_path_factory):
+    """A small phantom written as NIfTI (image and truth), read back as Volumes."""
+    folder = tmp_path_factory.mktemp("phantom")
+    phantom = make_phantom(7, shape=(64, 64, 48))
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(phantom.image, phantom.affine), folder / "image.nii.gz")
+    nib.save(nib.Nifti1Image(phantom.mask, phantom.affine), folder / "mask.nii.gz")
+    return folder / "image.nii.gz", folder / "mask.nii.gz"
+
+
+@pytest.fixture
+def no_checkpoint_setting(monkeypatch):
+    monkeypatch.delenv("VESSELZIP_CHECKPOINT", raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    network = MambaVesselNet(feature_dims=TINY_DIMS)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    inference = {"target_spacing": [0.7, 0.7, 0.7], "window": [0, 1000], "roi_size": 32}
+    torch.save(
+        {
+            "model": network.state_dict(),
+            "optimizer": {},
+            "dice_metric": 0.0,
+            "epoch": 0,
+            "config": {"inference": inference},
+        },
+        path,
+    )
+    return path
+
+
+def test_the_three_segmenters_are_listed():
+    assert available_segmenters() == ["mvn-small", "mvn-checkpoint", "frangi"]
+
+
+def test_unknown_name_is_a_clear_error():
+    with pytest.raises(ModelNotAvailableError, match="unknown model 'unet'.*frangi"):
+        load_segmenter("unet")
+
+
+def test_checkpoint_model_needs_a_checkpoint(no_checkpoint_setting):
+    with pytest.raises(ModelNotAvailableError, match="VESSELZIP_CHECKPOINT"):
+        load_segmenter("mvn-checkpoint")
+
+
+def test_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelNotAvailableError, match="not found"):
+        load_segmenter("mvn-checkpoint", checkpoint=tmp_path / "nope.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelNotAvailableError):
+        load_segmenter("mvn-checkpoint", checkpoint=junk)
+    torch.save({"model": {"weight": torch.zeros(3)}}, tmp_path / "other.pt")
+    with pytest.raises(ModelNotAvailableError, match="not a MambaVesselNet"):
+        load_segmenter("mvn-checkpoint", checkpoint=tmp_path / "other.pt")
+
+
+def test_segmenters_are_loaded_once_per_name_checkpoint_and_device(tiny_checkpoint):
+    assert load_segmenter("frangi") is load_segmenter("frangi", device="cpu")
+    first = load_segmenter("mvn-checkpoint", checkpoint=tiny_checkpoint, device="cpu")
+    assert load_segmenter("mvn-checkpoint", checkpoint=str(tiny_checkpoint), device="cpu") is first
+
+
+def test_checkpoint_from_the_environment_and_its_stored_config(
+    tiny_checkpoint, monkeypatch, phantom_files
+):
+    monkeypatch.setenv("VESSELZIP_CHECKPOINT", str(tiny_checkpoint))
+    get_settings.cache_clear()
+    try:
+        segmenter = load_segmenter("mvn-checkpoint", device="cpu")
+    finally:
+        get_settings.cache_clear()
+    assert isinstance(segmenter, NetworkSegmenter)
+    assert segmenter.network.feature_dims == TINY_DIMS
+    assert segmenter.config.roi_size == 32
+    assert segmenter.config.target_spacing == (0.7, 0.7, 0.7)
+    volume = read_volume(phantom_files[0])
+    mask = segmenter.segment(volume)
+    assert mask.shape == volume.shape and mask.dtype == np.uint8
+
+
+def test_frangi_finds_the_vessels_of_a_phantom(phantom_files):
+    volume, truth = read_volume(phantom_files[0]), read_volume(phantom_files[1]).data
+    fractions = []
+    mask = segment(volume, "frangi", progress=fractions.append)
+    assert mask.shape == volume.shape and mask.dtype == np.uint8
+    assert dice(mask, truth) > 0.5
+    assert fractions[-1] == 1.0 and fractions == sorted(fractions)
+
+
+def test_frangi_uses_the_spacing_in_millimetres():
+    # The same 1 mm tube sampled at two resolutions across it gives the same answer.
+    coarse = np.zeros((40, 40, 40), dtype=np.float32)
+    grid = np.indices(coarse.shape)
+    coarse[((grid[1] - 20) ** 2 + (grid[2] - 20) ** 2) <= 4] = 800.0
+    fine = np.repeat(coarse, 2, axis=2)  # axis 2 sampled twice as finely
+    segmenter = FrangiSegmenter()
+    masks = []
+    for data, z_mm in ((coarse, 0.5), (fine, 0.25)):
+        affine = np.diag([0.5, 0.5, z_mm, 1.0])
+        masks.append(segmenter.segment(Volume(data, affine, header=None)))
+    assert masks[0].sum() > 0
+    assert dice(masks[0], masks[1][:, :, ::2]) > 0.9
+
+
+def test_bundled_model_segments_a_phantom(phantom_files):
+    assert BUNDLED_WEIGHTS.is_file(), "the bundled weights ship with the package"
+    volume, truth = read_volume(phantom_files[0]), read_volume(phantom_files[1]).data
+    mask = segment(volume, device="cpu")  # the default model
+    assert load_segmenter(None, device="cpu").name == get_settings().default_model
+    assert mask.shape == volume.shape
+    assert dice(mask, truth) > 0.7
+
+
+def test_segment_command_writes_a_mask_on_the_input_grid(phantom_files, tmp_path, capsys):
+    out = tmp_path / "mask.nii.gz"
+    assert main(["segment", str(phantom_files[0]), str(out), "--model", "frangi"]) == 0
+    written, image = read_volume(out), read_volume(phantom_files[0])
+    assert written.shape == image.shape
+    np.testing.assert_allclose(written.affine, image.affine)
+    assert set(np.unique(written.data)) <= {0, 1}
+    assert "frangi" in capsys.readouterr().out
+
+
+def test_segment_command_reports_a_bad_model_in_one_line(phantom_files, tmp_path, capsys):
+    assert main(["segment", str(phantom_files[0]), str(tmp_path / "m.nii.gz"), "--model", "x"]) == 2
+    assert "unknown model" in capsys.readouterr().err
