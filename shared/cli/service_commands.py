@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--shape", default="64,64,48", help="phantom shape, e.g. 96,96,64 (voxels)")
     demo.add_argument(
         "--settings",
-        default="none,zfp:rate=2,zfp:tolerance=50",
+        default="none,zfp:rate=2,zfp:tolerance=500",
         help="comma-separated codec specs to compare",
     )
     demo.add_argument("--model", help="segmenter (default: the server's default model)")
