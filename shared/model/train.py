@@ -287,7 +287,8 @@ def train(config: TrainConfig) -> dict:
     )
     batches = infinite_batches(loader)
 
-    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+    # Dice over the whole batch: a background patch with no vessel does not make it blow up.
+    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     focal = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=2.0)
 
     def save(path, iteration, dice):
