@@ -12,6 +12,7 @@ from vesselzip.errors import ModelNotAvailableError
 from vesselzip.model.inference import (
     InferenceConfig,
     count_windows,
+    intensity_window,
     predict_mask,
     ras_grid,
     resolve_device,
@@ -108,6 +109,36 @@ def test_window_and_nifti_scaling_are_applied():
     np.testing.assert_array_equal(with_scaling, truth.astype(np.uint8))
 
 
+def test_percentile_window_is_the_same_whatever_the_scanner_gain():
+    truth = asymmetric_objects((24, 24, 16))
+    rng = np.random.default_rng(3)
+    image = (np.where(truth, 600, 150) + rng.normal(0, 20, truth.shape)).astype(np.float32)
+    config = InferenceConfig(target_spacing=None, window_percentiles=(0.0, 99.0), roi_size=16)
+    net = ThresholdNet(level=0.6)
+    reference = predict_mask(net, image, np.eye(4), config, CPU)
+    assert dice(reference, truth) > 0.95
+    for gain in (0.05, 3.0, 40.0):
+        np.testing.assert_array_equal(
+            predict_mask(net, image * gain, np.eye(4), config, CPU), reference
+        )
+    # A fixed window does depend on the gain: the same net sees nothing at 1/20.
+    fixed = InferenceConfig(target_spacing=None, window=(0.0, 1000.0), roi_size=16)
+    assert predict_mask(net, image * 0.05, np.eye(4), fixed, CPU).sum() == 0
+
+
+def test_percentile_window_reads_stored_values_through_the_nifti_scaling():
+    data = np.arange(1000, dtype=np.int16).reshape(10, 10, 10)
+    config = InferenceConfig(window_percentiles=(0.0, 100.0))
+    assert intensity_window(data, config) == pytest.approx((0.0, 996.0))  # every 4th voxel
+    assert intensity_window(data, config, (2.0, 5.0)) == pytest.approx((5.0, 1997.0))
+    # A negative slope turns the order round; the window stays low < high.
+    assert intensity_window(data, config, (-1.0, 0.0)) == pytest.approx((-996.0, 0.0))
+    flat = np.full((8, 8, 8), 7, dtype=np.int16)
+    assert intensity_window(flat, config) == (7.0, 8.0)
+    with pytest.raises(ValueError, match="percentiles"):
+        InferenceConfig(window_percentiles=(50.0, 10.0))
+
+
 def test_progress_counts_every_window_up_to_one():
     image = np.zeros((40, 30, 20), dtype=np.float32)
     config = InferenceConfig(target_spacing=None, roi_size=16, overlap=0.25, sw_batch_size=2)
@@ -148,6 +179,8 @@ def test_ras_grid_tracks_axis_order_and_spacing():
 def test_config_round_trips_through_a_dict():
     config = InferenceConfig(target_spacing=(0.5, 0.5, 0.7), window=(10.0, 900.0), overlap=0.5)
     assert InferenceConfig.from_dict(config.to_dict()) == config
+    robust = InferenceConfig(target_spacing=None, window_percentiles=(0.5, 99.9))
+    assert InferenceConfig.from_dict(robust.to_dict()) == robust
     assert InferenceConfig.from_dict({"target_spacing": 0.4}).target_spacing == (0.4, 0.4, 0.4)
 
 

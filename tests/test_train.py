@@ -22,7 +22,8 @@ def dataset(tmp_path_factory):
     return write_phantom_dataset(folder, 3, seed=0, shape=(40, 40, 32), spacing=(0.7, 0.7, 0.9))
 
 
-def train_args(dataset, out, *extra):
+def train_args(dataset, out, *extra, native=False):
+    spacing = ["--native-grid"] if native else ["--target-spacing", "0.8", "0.8", "0.8"]
     return [
         "train",
         "--data",
@@ -30,10 +31,7 @@ def train_args(dataset, out, *extra):
         "--out",
         str(out),
         *TINY,
-        "--target-spacing",
-        "0.8",
-        "0.8",
-        "0.8",
+        *spacing,
         "--iterations",
         "4",
         "--batch-size",
@@ -99,6 +97,36 @@ def test_best_checkpoint_loads_as_network_and_segmenter(dataset, tmp_path):
     assert card["inference"]["target_spacing"] == [0.8, 0.8, 0.8]
     again = load_segmenter("mvn-checkpoint", checkpoint=shipped, device="cpu")
     assert next(again.network.parameters()).dtype == torch.float32
+
+
+def test_init_starts_from_given_weights_on_the_native_grid(dataset, tmp_path, capsys):
+    torch.manual_seed(5)
+    start = MambaVesselNet(feature_dims=(4, 8, 8, 16, 16))
+    init = tmp_path / "start.pt"
+    torch.save({"model": start.state_dict()}, init)
+    out = tmp_path / "run"
+    extra = ["--init", str(init), "--window-percentiles", "0", "99.5"]
+    args = train_args(dataset, out, "--iterations", "1", "--lr", "1e-12", *extra, native=True)
+    assert main(args) == 0
+    trained = torch.load(out / "last.pt", weights_only=True)["model"]
+    # One step at a vanishing learning rate: the weights are still the initial ones.
+    for name, tensor in start.state_dict().items():
+        torch.testing.assert_close(trained[name], tensor, atol=1e-6, rtol=0)
+    inference = torch.load(out / "last.pt", weights_only=True)["config"]["inference"]
+    assert inference["target_spacing"] is None
+    assert inference["window_percentiles"] == [0.0, 99.5]
+
+    # Weights of another size are refused with a clear message, not a traceback.
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"model": MambaVesselNet(feature_dims=(4, 8, 8, 16, 32)).state_dict()}, wrong)
+    assert main(train_args(dataset, tmp_path / "w", "--init", str(wrong))) == 2
+    assert "does not fit feature_dims" in capsys.readouterr().err
+    assert main(train_args(dataset, tmp_path / "m", "--init", str(tmp_path / "no.pt"))) == 2
+    assert "initial checkpoint not found" in capsys.readouterr().err
+    assert (
+        main([*train_args(dataset, tmp_path / "n", native=True), "--target-spacing", *"111"]) == 2
+    )
+    assert "not both" in capsys.readouterr().err
 
 
 def test_focal_weight_ramps_linearly_until_the_switch_ratio(tmp_path):

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from vesselzip.errors import VesselzipError
 from vesselzip.model.train import SMALL_FEATURE_DIMS
 
 
@@ -56,7 +57,26 @@ def register(subparsers) -> None:
         metavar="MM",
         help="resample to this spacing (default: the paper's 0.3542 mm isotropic)",
     )
+    train.add_argument(
+        "--native-grid",
+        action="store_true",
+        help="keep each volume's own voxel grid (no resampling to --target-spacing)",
+    )
     train.add_argument("--window", type=float, nargs=2, default=[0.0, 1000.0], metavar="I")
+    train.add_argument(
+        "--window-percentiles",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar="P",
+        help="window each volume between these percentiles instead of --window",
+    )
+    train.add_argument(
+        "--overlap", type=float, default=0.25, help="sliding-window overlap (validation, inference)"
+    )
+    train.add_argument(
+        "--init", type=Path, default=None, help="start from this checkpoint's weights"
+    )
     train.add_argument("--no-augment", action="store_true")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.add_argument(
@@ -115,6 +135,11 @@ def train_command(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.native_grid and args.target_spacing:
+        raise VesselzipError("give either --native-grid or --target-spacing, not both")
+    spacing = {"target_spacing": args.target_spacing} if args.target_spacing else {}
+    if args.native_grid:
+        spacing = {"target_spacing": None}
     config = TrainConfig(
         data=args.data,
         out=args.out,
@@ -134,10 +159,13 @@ def train_command(args) -> int:
         num_workers=args.num_workers,
         augment=not args.no_augment,
         window=args.window,
+        window_percentiles=args.window_percentiles,
+        overlap=args.overlap,
+        init=args.init,
         resume=args.resume,
         stop_after=args.stop_after,
         progress=not args.quiet,
-        **({"target_spacing": args.target_spacing} if args.target_spacing else {}),
+        **spacing,
     )
     summary = train(config)
     print(json.dumps(summary, indent=2))

@@ -35,6 +35,9 @@ class InferenceConfig:
     target_spacing: tuple[float, float, float] | None = (PAPER_SPACING_MM,) * 3
     # Intensities in [low, high] map linearly to [0, 1]; outside is clipped.
     window: tuple[float, float] = (0.0, 1000.0)
+    # When set, [low, high] are these percentiles of each volume instead of `window`:
+    # the same result whatever the scanner's gain (a fixed window is the paper's way).
+    window_percentiles: tuple[float, float] | None = None
     roi_size: int = 64
     overlap: float = 0.25
     sw_batch_size: int = 2
@@ -48,9 +51,17 @@ class InferenceConfig:
             if isinstance(spacing, (int, float)):
                 spacing = [spacing] * 3
             known["target_spacing"] = tuple(float(s) for s in spacing)
-        if "window" in known:
-            known["window"] = tuple(float(w) for w in known["window"])
+        for key in ("window", "window_percentiles"):
+            if known.get(key) is not None:
+                known[key] = tuple(float(w) for w in known[key])
         return cls(**known)
+
+    def __post_init__(self):
+        percentiles = self.window_percentiles
+        if percentiles is not None and not (0.0 <= percentiles[0] < percentiles[1] <= 100.0):
+            raise ValueError(
+                f"window percentiles must satisfy 0 <= low < high <= 100: {percentiles}"
+            )
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -58,6 +69,8 @@ class InferenceConfig:
             None if self.target_spacing is None else list(self.target_spacing)
         )
         values["window"] = list(self.window)
+        if self.window_percentiles is not None:
+            values["window_percentiles"] = list(self.window_percentiles)
         return values
 
 
@@ -133,12 +146,28 @@ def preprocess(
     if shape != tuple(image.shape[2:]):
         image = F.interpolate(image, size=shape, mode="trilinear", align_corners=False)
     slope, intercept = scaling
-    low, high = config.window
+    low, high = intensity_window(data, config, scaling)
     # (value * slope + intercept - low) / (high - low), in place.
     image.mul_(slope / (high - low)).add_((intercept - low) / (high - low))
     if clip:
         image.clamp_(0.0, 1.0)
     return image
+
+
+def intensity_window(
+    data: np.ndarray, config: InferenceConfig, scaling: tuple[float, float] = (1.0, 0.0)
+) -> tuple[float, float]:
+    """The [low, high] intensities that map to [0, 1]: the fixed window, or the
+    volume's percentiles (read from every 4th voxel along the flattened array: ample
+    for a percentile and cheap)."""
+    if config.window_percentiles is None:
+        return config.window
+    sample = np.ravel(data, order="K")[::4]
+    low, high = np.percentile(sample, config.window_percentiles).astype(np.float64)
+    slope, intercept = scaling
+    low, high = sorted((low * slope + intercept, high * slope + intercept))
+    # A flat volume would divide by zero: any positive width maps it to one value.
+    return float(low), float(high if high > low else low + 1.0)
 
 
 def nifti_scaling(header) -> tuple[float, float]:

@@ -64,6 +64,12 @@ class TrainConfig:
     # Preprocessing; stored with the weights and used again at inference.
     target_spacing: tuple[float, float, float] | None = InferenceConfig().target_spacing
     window: tuple[float, float] = (0.0, 1000.0)
+    window_percentiles: tuple[float, float] | None = None
+    # Sliding-window overlap for validation, stored for inference.
+    overlap: float = 0.25
+    # Start from these weights (any checkpoint MambaVesselNet.from_checkpoint reads);
+    # the optimizer and schedule start fresh.
+    init: Path | None = None
     resume: bool = False
     # Stop (saving last.pt) after this iteration, to train in several sittings.
     stop_after: int | None = None
@@ -77,18 +83,29 @@ class TrainConfig:
         if self.target_spacing is not None:
             self.target_spacing = tuple(float(s) for s in self.target_spacing)
         self.window = tuple(float(w) for w in self.window)
+        if self.window_percentiles is not None:
+            self.window_percentiles = tuple(float(w) for w in self.window_percentiles)
+        if self.init is not None:
+            self.init = Path(self.init)
+            if not self.init.is_file():
+                raise VesselzipError(f"initial checkpoint not found: {self.init}")
         if self.iterations < 1 or self.batch_size < 1 or self.val_every < 1:
             raise VesselzipError("iterations, batch size and val-every must be at least 1")
         if self.patch_size % 16:
             raise VesselzipError(f"patch size must be a multiple of 16, got {self.patch_size}")
         self.inference = InferenceConfig(
-            target_spacing=self.target_spacing, window=self.window, roi_size=self.patch_size
+            target_spacing=self.target_spacing,
+            window=self.window,
+            window_percentiles=self.window_percentiles,
+            roi_size=self.patch_size,
+            overlap=self.overlap,
         )
 
     def to_dict(self) -> dict:
         values = {k: v for k, v in asdict(self).items() if k != "inference"}
         values.update(data=str(self.data), out=str(self.out))
-        for key in ("feature_dims", "target_spacing", "window"):
+        values["init"] = None if self.init is None else str(self.init)
+        for key in ("feature_dims", "target_spacing", "window", "window_percentiles"):
             if values[key] is not None:
                 values[key] = list(values[key])
         return values
@@ -156,8 +173,8 @@ def training_transforms(config: TrainConfig) -> T.Compose:
             T.RandZoomd(
                 keys,
                 prob=0.3,
-                min_zoom=(0.8, 0.8, 0.8),
-                max_zoom=(1.25, 1.25, 1.25),
+                min_zoom=(0.7, 0.7, 0.7),
+                max_zoom=(1.4, 1.4, 1.4),
                 mode=("trilinear", "nearest"),
                 padding_mode="constant",
             ),
@@ -256,7 +273,19 @@ def train(config: TrainConfig) -> dict:
     last_path, best_path = config.out / "last.pt", config.out / "best.pt"
     log_path = config.out / "train_log.jsonl"
 
-    network = build_network(config).to(device)
+    network = build_network(config)
+    if config.init is not None and not (config.resume and last_path.is_file()):
+        from vesselzip.model.network import load_checkpoint_state
+
+        state = {k: v.float() for k, v in load_checkpoint_state(config.init).items()}
+        try:
+            network.load_state_dict(state)
+        except RuntimeError as error:
+            raise VesselzipError(
+                f"{config.init} does not fit feature_dims {list(config.feature_dims)}: "
+                f"{str(error).splitlines()[0]}"
+            ) from None
+    network = network.to(device)
     optimizer = torch.optim.Adam(
         network.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
