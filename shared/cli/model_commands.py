@@ -137,9 +137,11 @@ def train_command(args) -> int:
         torch.set_num_threads(args.threads)
     if args.native_grid and args.target_spacing:
         raise VesselzipError("give either --native-grid or --target-spacing, not both")
-    spacing = {"target_spacing": args.target_spacing} if args.target_spacing else {}
+    spacing = {}  # TrainConfig's default: the paper's spacing
     if args.native_grid:
         spacing = {"target_spacing": None}
+    elif args.target_spacing:
+        spacing = {"target_spacing": args.target_spacing}
     config = TrainConfig(
         data=args.data,
         out=args.out,

@@ -275,16 +275,16 @@ def train(config: TrainConfig) -> dict:
 
     network = build_network(config)
     if config.init is not None and not (config.resume and last_path.is_file()):
-        from vesselzip.model.network import load_checkpoint_state
+        from vesselzip.model.network import check_state_dict, load_checkpoint_state
 
         state = {k: v.float() for k, v in load_checkpoint_state(config.init).items()}
         try:
-            network.load_state_dict(state)
-        except RuntimeError as error:
+            check_state_dict(network, state)
+        except VesselzipError as error:
             raise VesselzipError(
-                f"{config.init} does not fit feature_dims {list(config.feature_dims)}: "
-                f"{str(error).splitlines()[0]}"
+                f"{config.init} does not fit feature_dims {list(config.feature_dims)}: {error}"
             ) from None
+        network.load_state_dict(state)
     network = network.to(device)
     optimizer = torch.optim.Adam(
         network.parameters(), lr=config.lr, weight_decay=config.weight_decay
