@@ -35,6 +35,14 @@ class ThresholdNet(torch.nn.Module):
         return torch.cat([self.level - x, x - self.level], dim=1) * 20.0
 
 
+class ProbabilityNet(torch.nn.Module):
+    """Logits whose vessel probability is the windowed intensity itself."""
+
+    def forward(self, x):
+        p = x.clamp(1e-4, 1 - 1e-4)
+        return torch.cat([torch.log1p(-p), torch.log(p)], dim=1)
+
+
 def asymmetric_objects(shape=(40, 36, 24)) -> np.ndarray:
     """Two balls of different size and a thick rod, placed off-centre so that any
     flip or axis swap of the mask would miss them."""
@@ -189,3 +197,50 @@ def test_asking_for_cuda_without_one_is_a_clear_error():
     with pytest.raises(ModelNotAvailableError, match="cuda"):
         resolve_device("cuda")
     assert resolve_device("auto") == CPU
+
+
+def slabs(shape=(40, 24, 20)) -> tuple[np.ndarray, np.ndarray]:
+    """Four slabs along the first axis at 200, 450, 700 and 900, and the index of each
+    slab's middle plane (far from the edges that resampling blurs)."""
+    levels = np.repeat(np.array([200, 450, 700, 900], dtype=np.float32), shape[0] // 4)
+    image = np.broadcast_to(levels[:, None, None], shape).copy()
+    middles = np.arange(4) * (shape[0] // 4) + shape[0] // 8
+    return image, middles
+
+
+@pytest.mark.parametrize("target_spacing", [None, (1.6, 1.6, 1.6)])
+def test_vessel_threshold_decides_on_the_vessel_probability(target_spacing):
+    image, middles = slabs()
+    affine = np.diag([0.8, 0.8, 0.8, 1.0])
+    masks = {}
+    for threshold in (None, 0.3, 0.6, 0.8):
+        config = InferenceConfig(
+            target_spacing=target_spacing, roi_size=16, vessel_threshold=threshold
+        )
+        masks[threshold] = predict_mask(ProbabilityNet(), image, affine, config, CPU)
+    # Probabilities 0.2, 0.45, 0.7, 0.9 in the slabs' middles.
+    expected = {None: [0, 0, 1, 1], 0.3: [0, 1, 1, 1], 0.6: [0, 0, 1, 1], 0.8: [0, 0, 0, 1]}
+    for threshold, labels in expected.items():
+        middle_planes = masks[threshold][middles]
+        for plane, label in zip(middle_planes, labels, strict=True):
+            assert np.all(plane == label), (threshold, labels)
+
+
+def test_vessel_threshold_must_lie_between_zero_and_one():
+    for bad in (0.0, 1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="vessel threshold"):
+            InferenceConfig(vessel_threshold=bad)
+    config = InferenceConfig.from_dict({"vessel_threshold": 0.65})
+    assert config.vessel_threshold == 0.65
+    assert InferenceConfig.from_dict(config.to_dict()) == config
+
+
+def test_segmenting_leaves_the_callers_array_untouched():
+    # float32 already in RAS order is the case where a careless window would work
+    # in place on the caller's own array.
+    image, _ = slabs()
+    before = image.copy()
+    config = InferenceConfig(target_spacing=None, roi_size=16)
+    segmenter = NetworkSegmenter("probability", ProbabilityNet(), config, "cpu")
+    segmenter.segment(make_volume(image, np.eye(4)))
+    np.testing.assert_array_equal(image, before)

@@ -8,7 +8,7 @@ import torch
 from vesselzip.cli import main
 from vesselzip.model import load_segmenter
 from vesselzip.model.network import MambaVesselNet
-from vesselzip.model.train import TrainConfig, export_weights, focal_weight
+from vesselzip.model.train import THRESHOLDS, TrainConfig, export_weights, focal_weight
 from vesselzip.phantoms import write_phantom_dataset
 from vesselzip.volumes import read_volume
 
@@ -72,6 +72,10 @@ def test_train_stop_and_resume(dataset, tmp_path, capsys):
     validated = [entry["iteration"] for entry in log if "val_dice" in entry]
     assert validated == [2, 4]
     assert all(0.0 <= entry["val_dice"] <= 1.0 for entry in log if "val_dice" in entry)
+    for entry in (e for e in log if "val_dice" in e):
+        # The chosen threshold scores at least as well as 0.5, which is argmax.
+        assert entry["val_threshold"] in THRESHOLDS
+        assert entry["val_threshold_dice"] >= entry["val_dice"] - 1e-3
 
 
 def test_best_checkpoint_loads_as_network_and_segmenter(dataset, tmp_path):
@@ -94,9 +98,24 @@ def test_best_checkpoint_loads_as_network_and_segmenter(dataset, tmp_path):
     assert all(t.dtype == torch.float16 for t in saved["model"].values() if t.is_floating_point())
     card = json.loads(shipped.with_suffix(".json").read_text())
     assert card["feature_dims"] == [4, 8, 8, 16, 16]
+    # The threshold chosen on validation travels with the weights to inference.
+    chosen = torch.load(best, weights_only=True)["config"]["inference"]["vessel_threshold"]
+    assert chosen in THRESHOLDS and card["inference"]["vessel_threshold"] == chosen
     assert card["inference"]["target_spacing"] == [0.8, 0.8, 0.8]
     again = load_segmenter("mvn-checkpoint", checkpoint=shipped, device="cpu")
     assert next(again.network.parameters()).dtype == torch.float32
+    assert again.config.vessel_threshold == chosen
+
+
+def test_no_calibrate_keeps_argmax(dataset, tmp_path):
+    out = tmp_path / "run"
+    assert main(train_args(dataset, out, "--iterations", "2", "--no-calibrate")) == 0
+    saved = torch.load(out / "best.pt", weights_only=True)
+    assert saved["config"]["inference"]["vessel_threshold"] is None
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    validated = [entry for entry in log if "val_dice" in entry]
+    # The checkpoint is chosen on the argmax Dice.
+    assert saved["dice_metric"] == pytest.approx(validated[-1]["val_dice"])
 
 
 def test_init_starts_from_given_weights_on_the_native_grid(dataset, tmp_path, capsys):

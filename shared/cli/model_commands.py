@@ -77,6 +77,11 @@ def register(subparsers) -> None:
     train.add_argument(
         "--init", type=Path, default=None, help="start from this checkpoint's weights"
     )
+    train.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="keep argmax instead of choosing the vessel-probability threshold on validation",
+    )
     train.add_argument("--no-augment", action="store_true")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.add_argument(
@@ -163,6 +168,7 @@ def train_command(args) -> int:
         window=args.window,
         window_percentiles=args.window_percentiles,
         overlap=args.overlap,
+        calibrate_threshold=not args.no_calibrate,
         init=args.init,
         resume=args.resume,
         stop_after=args.stop_after,

@@ -42,6 +42,10 @@ class InferenceConfig:
     overlap: float = 0.25
     sw_batch_size: int = 2
     blend_mode: str = "constant"  # MONAI BlendMode: constant | gaussian
+    # A voxel is vessel when its vessel probability (1 - background) reaches this;
+    # None takes the most likely class (argmax, the paper's way). A threshold
+    # chosen on validation data corrects a network that is over- or under-confident.
+    vessel_threshold: float | None = None
 
     @classmethod
     def from_dict(cls, values: dict) -> InferenceConfig:
@@ -62,6 +66,9 @@ class InferenceConfig:
             raise ValueError(
                 f"window percentiles must satisfy 0 <= low < high <= 100: {percentiles}"
             )
+        threshold = self.vessel_threshold
+        if threshold is not None and not 0.0 < threshold < 1.0:
+            raise ValueError(f"vessel threshold must be between 0 and 1: {threshold}")
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -140,7 +147,9 @@ def preprocess(
     `scaling` is the NIfTI (slope, intercept) turning stored values into intensities.
     Training leaves `clip` off so that intensity augmentation acts before clipping."""
     ras = nib.orientations.apply_orientation(data, grid.to_ras)
-    image = torch.from_numpy(np.ascontiguousarray(ras, dtype=np.float32)).to(device)
+    # A copy even when `data` is already float32 in RAS order: the window below works
+    # in place and must not write into the caller's array.
+    image = torch.from_numpy(np.array(ras, dtype=np.float32, order="C")).to(device)
     image = image[None, None]
     shape = resampled_shape(grid, config.target_spacing)
     if shape != tuple(image.shape[2:]):
@@ -229,9 +238,17 @@ def sliding_window_logits(
         )
 
 
-def logits_to_mask(logits: torch.Tensor, grid: RasGrid) -> np.ndarray:
-    """Softmax, back to the RAS grid of the input, argmax, then undo the orientation:
-    a uint8 0/1 mask in the input's own array order."""
+def vessel_probability(logits: torch.Tensor) -> torch.Tensor:
+    """(1, C, D, H, W) logits -> (D, H, W) probability of any vessel class."""
+    return 1.0 - torch.softmax(logits, dim=1)[0, 0]
+
+
+def logits_to_mask(
+    logits: torch.Tensor, grid: RasGrid, vessel_threshold: float | None = None
+) -> np.ndarray:
+    """Softmax, back to the RAS grid of the input, argmax (or the vessel probability
+    against `vessel_threshold`), then undo the orientation: a uint8 0/1 mask in the
+    input's own array order."""
     with torch.inference_mode():
         if tuple(logits.shape[2:]) != grid.ras_shape:
             probabilities = torch.softmax(logits, dim=1)
@@ -239,10 +256,15 @@ def logits_to_mask(logits: torch.Tensor, grid: RasGrid) -> np.ndarray:
             probabilities = F.interpolate(
                 probabilities, size=grid.ras_shape, mode="trilinear", align_corners=False
             )
-            labels = probabilities.argmax(dim=1)[0]
+            if vessel_threshold is None:
+                vessel = probabilities.argmax(dim=1)[0] > 0
+            else:
+                vessel = probabilities[0, 0] <= 1.0 - vessel_threshold
+        elif vessel_threshold is None:
+            vessel = logits.argmax(dim=1)[0] > 0
         else:
-            labels = logits.argmax(dim=1)[0]
-        ras_mask = (labels > 0).to(torch.uint8).cpu().numpy()
+            vessel = vessel_probability(logits) >= vessel_threshold
+        ras_mask = vessel.to(torch.uint8).cpu().numpy()
     mask = nib.orientations.apply_orientation(ras_mask, grid.from_ras)
     return np.ascontiguousarray(mask, dtype=np.uint8)
 
@@ -264,7 +286,7 @@ def predict_mask(
     image = preprocess(data, grid, config, device, scaling=scaling)
     logits = sliding_window_logits(network, image, config, progress)
     del image
-    mask = logits_to_mask(logits, grid)
+    mask = logits_to_mask(logits, grid, config.vessel_threshold)
     if progress is not None:
         progress(1.0)
     return mask

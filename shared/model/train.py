@@ -1,7 +1,9 @@
 """Training MambaVesselNet++ with the paper's protocol (§3.4): Adam with weight decay
 1e-5, cosine learning rate 1e-4 -> 1e-7 per iteration, 64^3 patches drawn half on
 vessel and half on background, DiceCE moving linearly to Focal loss until 40% of the
-iterations, then Focal alone. Validation Dice by sliding window every K iterations.
+iterations, then Focal alone. Validation Dice by sliding window every K iterations;
+by default the vessel-probability threshold that gives the best validation Dice is
+chosen there too and stored with the weights (see `calibrate_threshold`).
 
 Checkpoints use the published format ({"model", "optimizer", "dice_metric",
 "epoch"}) plus what resuming and inference need ("scheduler", "iteration",
@@ -14,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +36,12 @@ from vesselzip.model.inference import (
     resampled_shape,
     resolve_device,
     sliding_window_logits,
+    vessel_probability,
 )
 
 SMALL_FEATURE_DIMS = (8, 16, 32, 64, 128)
+#: Vessel-probability thresholds tried on the validation volumes.
+THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(2, 20))  # 0.10 ... 0.95
 
 
 @dataclass
@@ -67,6 +72,9 @@ class TrainConfig:
     window_percentiles: tuple[float, float] | None = None
     # Sliding-window overlap for validation, stored for inference.
     overlap: float = 0.25
+    # Choose the vessel-probability threshold on the validation volumes (the best
+    # checkpoint is the one with the best Dice at its own threshold) instead of argmax.
+    calibrate_threshold: bool = True
     # Start from these weights (any checkpoint MambaVesselNet.from_checkpoint reads);
     # the optimizer and schedule start fresh.
     init: Path | None = None
@@ -182,6 +190,17 @@ def training_transforms(config: TrainConfig) -> T.Compose:
             T.RandScaleIntensityd("image", factors=0.4, prob=0.5),
             T.RandShiftIntensityd("image", offsets=0.1, prob=0.3),
             T.RandBiasFieldd("image", coeff_range=(0.0, 0.3), prob=0.3),
+            # Blotchy brightness a few voxels across (tissue texture, flow artefacts):
+            # bright tissue must not pass for vessel on brightness alone.
+            T.RandSmoothFieldAdjustIntensityd(
+                "image",
+                spatial_size=patch,
+                rand_size=[max(2, config.patch_size // 8)] * 3,
+                mode="trilinear",
+                align_corners=True,
+                gamma=(0.6, 1.6),
+                prob=0.3,
+            ),
             T.RandAdjustContrastd("image", gamma=(0.6, 1.6), prob=0.3),
             T.RandGaussianSmoothd(
                 "image", sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0), sigma_z=(0.3, 1.0), prob=0.2
@@ -220,20 +239,36 @@ def focal_weight(iteration: int, config: TrainConfig) -> float:
     return config.final_focal_weight * (1.0 if ramp <= 0 else min(1.0, iteration / ramp))
 
 
-def validation_dice(network, cases: list[dict], config: TrainConfig, device) -> float:
-    """Mean vessel Dice over the held-out volumes, on the resampled grid."""
+def validation_scores(network, cases: list[dict], config: TrainConfig, device) -> dict:
+    """Mean vessel Dice over the held-out volumes on the resampled grid: with argmax
+    ("dice"), and at the vessel-probability threshold that scores best over them
+    ("threshold", "threshold_dice")."""
     network.eval()
-    scores = []
+    argmax_scores, threshold_scores = [], []
     for case in cases:
         image = case["image"].clamp(0.0, 1.0)[None].to(device)
         logits = sliding_window_logits(network, image, config.inference)
-        prediction = logits.argmax(dim=1)[0].cpu() > 0
-        truth = case["label"][0] > 0
-        overlap = (prediction & truth).sum().item()
-        total = prediction.sum().item() + truth.sum().item()
-        scores.append(1.0 if total == 0 else 2.0 * overlap / total)
+        truth = (case["label"][0] > 0).to(logits.device)
+        predictions = [logits.argmax(dim=1)[0] > 0]
+        probability = vessel_probability(logits)
+        predictions += [probability >= t for t in THRESHOLDS]
+        scores = [_dice(prediction, truth) for prediction in predictions]
+        argmax_scores.append(scores[0])
+        threshold_scores.append(scores[1:])
     network.train()
-    return float(np.mean(scores))
+    mean_by_threshold = np.mean(threshold_scores, axis=0)
+    best = int(np.argmax(mean_by_threshold))
+    return {
+        "dice": float(np.mean(argmax_scores)),
+        "threshold": THRESHOLDS[best],
+        "threshold_dice": float(mean_by_threshold[best]),
+    }
+
+
+def _dice(prediction: torch.Tensor, truth: torch.Tensor) -> float:
+    overlap = (prediction & truth).sum().item()
+    total = prediction.sum().item() + truth.sum().item()
+    return 1.0 if total == 0 else 2.0 * overlap / total
 
 
 def build_network(config: TrainConfig):
@@ -242,7 +277,10 @@ def build_network(config: TrainConfig):
     return MambaVesselNet(in_chans=1, out_chans=2, feature_dims=config.feature_dims)
 
 
-def checkpoint_payload(network, optimizer, scheduler, iteration, dice, best, config) -> dict:
+def checkpoint_payload(
+    network, optimizer, scheduler, iteration, dice, best, config, vessel_threshold=None
+) -> dict:
+    inference = replace(config.inference, vessel_threshold=vessel_threshold)
     return {
         # The published keys: a checkpoint written here loads wherever theirs does.
         "model": network.state_dict(),
@@ -255,7 +293,7 @@ def checkpoint_payload(network, optimizer, scheduler, iteration, dice, best, con
         "best_dice": float(best),
         "config": {
             "network": {"in_chans": 1, "out_chans": 2, "feature_dims": list(config.feature_dims)},
-            "inference": config.inference.to_dict(),
+            "inference": inference.to_dict(),
             "training": config.to_dict(),
         },
     }
@@ -320,8 +358,10 @@ def train(config: TrainConfig) -> dict:
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     focal = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=2.0)
 
-    def save(path, iteration, dice):
-        payload = checkpoint_payload(network, optimizer, scheduler, iteration, dice, best, config)
+    def save(path, iteration, dice, threshold):
+        payload = checkpoint_payload(
+            network, optimizer, scheduler, iteration, dice, best, config, threshold
+        )
         torch.save(payload, path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)  # never a half-written checkpoint
 
@@ -333,7 +373,7 @@ def train(config: TrainConfig) -> dict:
         if start == 0:
             log.write(json.dumps({"event": "start", "config": config.to_dict()}) + "\n")
         stop = min(config.iterations, config.stop_after or config.iterations)
-        iteration = start
+        iteration, threshold = start, None
         for iteration in range(start + 1, stop + 1):
             batch = next(batches)
             image, label = batch["image"].to(device), batch["label"].to(device)
@@ -362,19 +402,27 @@ def train(config: TrainConfig) -> dict:
                 bar.set_postfix(loss=f"{entry['loss']:.4f}", best=f"{best:.4f}")
                 losses.clear()
             if iteration % config.val_every == 0 or iteration == config.iterations:
-                dice = validation_dice(network, val_cases, config, device)
-                improved = dice > best
-                if improved:
+                scores = validation_scores(network, val_cases, config, device)
+                if config.calibrate_threshold:
+                    dice, threshold = scores["threshold_dice"], scores["threshold"]
+                else:
+                    dice, threshold = scores["dice"], None
+                if dice > best:
                     best = dice
-                    save(best_path, iteration, dice)
-                save(last_path, iteration, dice)
-                log.write(
-                    json.dumps({"iteration": iteration, "val_dice": dice, "best_dice": best}) + "\n"
-                )
+                    save(best_path, iteration, dice, threshold)
+                save(last_path, iteration, dice, threshold)
+                entry = {
+                    "iteration": iteration,
+                    "val_dice": scores["dice"],
+                    "val_threshold": scores["threshold"],
+                    "val_threshold_dice": scores["threshold_dice"],
+                    "best_dice": best,
+                }
+                log.write(json.dumps(entry) + "\n")
                 log.flush()
                 bar.set_postfix(best=f"{best:.4f}", dice=f"{dice:.4f}")
         if iteration > start and iteration % config.val_every and iteration != config.iterations:
-            save(last_path, iteration, best)  # stopped between validations
+            save(last_path, iteration, best, threshold)  # stopped between validations
     bar.close()
     return {
         "best_dice": best,
