@@ -1,7 +1,7 @@
 """How well a segmenter holds up on volumes it was not made for.
 
-    python bench/robustness.py [--model mvn-small] [--phantoms 8] [--seed 10000]
-                               [--tubes 6] [--json]
+    python bench/robustness.py [--model mvn-small] [--checkpoint PATH] [--phantoms 8]
+                               [--seed 10000] [--tubes 6] [--json]
 
 Rows (mean Dice over the volumes, and the mean seconds per volume):
 
@@ -120,13 +120,16 @@ def perturbed_cases(phantoms):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mvn-small")
+    parser.add_argument(
+        "--checkpoint", default=None, help="weights to try (with --model mvn-checkpoint)"
+    )
     parser.add_argument("--phantoms", type=int, default=8)
     parser.add_argument("--seed", type=int, default=10000, help="first phantom seed")
     parser.add_argument("--tubes", type=int, default=6, help="volumes from the other generator")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    segmenter = load_segmenter(args.model)
+    segmenter = load_segmenter(args.model, checkpoint=args.checkpoint)
     phantoms = [make_phantom(args.seed + i, spacing=None) for i in range(args.phantoms)]
     cases = list(perturbed_cases(phantoms))
     cases += [("other generator", *tube_volume(args.seed + i)) for i in range(args.tubes)]

@@ -8,7 +8,13 @@ import torch
 from vesselzip.cli import main
 from vesselzip.model import load_segmenter
 from vesselzip.model.network import MambaVesselNet
-from vesselzip.model.train import THRESHOLDS, TrainConfig, export_weights, focal_weight
+from vesselzip.model.train import (
+    THRESHOLDS,
+    TrainConfig,
+    export_weights,
+    focal_weight,
+    split_dataset,
+)
 from vesselzip.phantoms import write_phantom_dataset
 from vesselzip.volumes import read_volume
 
@@ -163,3 +169,29 @@ def test_bad_settings_are_refused(tmp_path, dataset, capsys):
     assert "dataset file not found" in capsys.readouterr().err
     assert main(train_args(dataset, tmp_path / "x", "--patch-size", "40")) == 2
     assert "multiple of 16" in capsys.readouterr().err
+
+
+def test_validation_volumes_from_another_dataset(dataset, tmp_path, capsys):
+    held_out = write_phantom_dataset(
+        tmp_path / "held_out", 2, seed=50, shape=(40, 40, 32), spacing=(0.7, 0.7, 0.9)
+    )
+    out = tmp_path / "run"
+    args = train_args(dataset, out, "--iterations", "2", "--val-data", str(held_out))
+    assert main(args) == 0
+    start = json.loads((out / "train_log.jsonl").read_text().splitlines()[0])
+    assert start["config"]["val_data"] == str(held_out)
+    # All three volumes train; the two others validate.
+    training, validation = split_dataset(TrainConfig(dataset, out, val_data=held_out))
+    assert len(training) == 3 and len(validation) == 2
+    assert all(item["image"].startswith(str(held_out.parent)) for item in validation)
+
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"training": []}))
+    assert main(train_args(dataset, tmp_path / "e", "--val-data", str(empty))) == 2
+    assert "lists no volumes" in capsys.readouterr().err
+    assert main(train_args(empty, tmp_path / "f")) == 2
+    assert "lists no training volumes" in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert main(train_args(dataset, tmp_path / "g", "--val-data", str(broken))) == 2
+    assert "not a usable dataset.json" in capsys.readouterr().err

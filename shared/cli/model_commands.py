@@ -50,6 +50,13 @@ def register(subparsers) -> None:
     train.add_argument("--val-every", type=int, default=500)
     train.add_argument("--val-count", type=int, default=4)
     train.add_argument(
+        "--val-data",
+        type=Path,
+        default=None,
+        help="validate on every volume of this dataset.json (default: the data's "
+        "validation list, else the last --val-count volumes)",
+    )
+    train.add_argument(
         "--target-spacing",
         type=float,
         nargs=3,
@@ -161,6 +168,7 @@ def train_command(args) -> int:
         final_focal_weight=args.final_focal_weight,
         val_every=args.val_every,
         val_count=args.val_count,
+        val_data=args.val_data,
         seed=args.seed,
         device=args.device,
         num_workers=args.num_workers,

@@ -62,6 +62,8 @@ class TrainConfig:
     val_every: int = 500
     # Held-out volumes when dataset.json has no "validation" list.
     val_count: int = 4
+    # Validate on every volume of this other dataset.json instead.
+    val_data: Path | None = None
     seed: int = 0
     device: str = "auto"
     num_workers: int = 0
@@ -87,6 +89,8 @@ class TrainConfig:
 
     def __post_init__(self):
         self.data, self.out = Path(self.data), Path(self.out)
+        if self.val_data is not None:
+            self.val_data = Path(self.val_data)
         self.feature_dims = tuple(int(d) for d in self.feature_dims)
         if self.target_spacing is not None:
             self.target_spacing = tuple(float(s) for s in self.target_spacing)
@@ -113,6 +117,7 @@ class TrainConfig:
         values = {k: v for k, v in asdict(self).items() if k != "inference"}
         values.update(data=str(self.data), out=str(self.out))
         values["init"] = None if self.init is None else str(self.init)
+        values["val_data"] = None if self.val_data is None else str(self.val_data)
         for key in ("feature_dims", "target_spacing", "window", "window_percentiles"):
             if values[key] is not None:
                 values[key] = list(values[key])
@@ -215,19 +220,35 @@ def training_transforms(config: TrainConfig) -> T.Compose:
 
 
 def split_dataset(config: TrainConfig) -> tuple[list[dict], list[dict]]:
-    if not config.data.is_file():
-        raise VesselzipError(f"dataset file not found: {config.data}")
-    base = config.data.parent
-    training = load_decathlon_datalist(config.data, True, "training", base)
-    listing = json.loads(config.data.read_text())
-    if listing.get("validation"):
-        validation = load_decathlon_datalist(config.data, True, "validation", base)
+    training = _datalist(config.data, "training")
+    if not training:
+        raise VesselzipError(f"{config.data} lists no training volumes")
+    if config.val_data is not None:
+        validation = _datalist(config.val_data, "training") + _datalist(
+            config.val_data, "validation"
+        )
+        if not validation:
+            raise VesselzipError(f"{config.val_data} lists no volumes")
+    elif json.loads(config.data.read_text()).get("validation"):
+        validation = _datalist(config.data, "validation")
     else:
         count = min(config.val_count, len(training) - 1)
         if count < 1:
             raise VesselzipError("need at least two volumes: one to train, one to validate")
         training, validation = training[:-count], training[-count:]
     return training, validation
+
+
+def _datalist(path: Path, key: str) -> list[dict]:
+    """The `key` list of a decathlon-style dataset.json, paths made absolute."""
+    if not path.is_file():
+        raise VesselzipError(f"dataset file not found: {path}")
+    try:
+        if not json.loads(path.read_text()).get(key):
+            return []
+        return load_decathlon_datalist(path, True, key, path.parent)
+    except (ValueError, KeyError, TypeError) as error:
+        raise VesselzipError(f"{path} is not a usable dataset.json: {error}") from None
 
 
 # ------------------------------------------------------------------- training
