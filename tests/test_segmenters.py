@@ -7,10 +7,11 @@ import torch
 from vesselzip.cli import main
 from vesselzip.errors import ModelNotAvailableError
 from vesselzip.model import MambaVesselNet, available_segmenters, load_segmenter, segment
-from vesselzip.model.segmenters import BUNDLED_WEIGHTS, FrangiSegmenter, NetworkSegmenter
+from vesselzip.model.segmenters import FrangiSegmenter, NetworkSegmenter
 from vesselzip.phantoms import make_phantom
 from vesselzip.settings import get_settings
 from vesselzip.volumes import Volume, read_volume
+from vesselzip.weights import BUNDLED_WEIGHTS
 
 TINY_DIMS = (4, 8, 8, 16, 16)
 

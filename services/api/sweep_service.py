@@ -41,6 +41,7 @@ from vesselzip.sweeps import (
     sweep_key,
     sweep_summary,
 )
+from vesselzip.weights import model_identity
 from vesselzip_api.errors import ForbiddenError
 from vesselzip_api.job_service import JobService
 from vesselzip_api.sweep_schemas import (
@@ -86,8 +87,10 @@ class SweepService:
             raise VesselzipError(f"dataset {dataset.id} has no volumes yet")
         grid = parse_grid(request.grid)
         model = self.jobs.check_model(request.model or self.settings.default_model)
+        # Results are reused by the weights behind the name, not by the name alone.
+        identity = model_identity(model, self.settings.checkpoint)
         fingerprints = [v.fingerprint for v in dataset.volumes]
-        key = idempotency_key or default_idempotency_key(dataset.id, fingerprints, grid, model)
+        key = idempotency_key or default_idempotency_key(dataset.id, fingerprints, grid, identity)
         sweep_id = sweep_id_for(owner, key)
 
         # One request at a time per sweep, so two identical POSTs never queue a job twice.
@@ -115,7 +118,7 @@ class SweepService:
                         SweepCell(
                             volume_id=volume.id,
                             setting=index,
-                            job_id=cell_job_id(dataset.id, volume.fingerprint, config, model),
+                            job_id=cell_job_id(dataset.id, volume.fingerprint, config, identity),
                         )
                         for volume in dataset.volumes
                         for index, config in enumerate(grid)

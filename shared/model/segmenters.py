@@ -26,10 +26,7 @@ from vesselzip.model.inference import (
     resolve_device,
     voxel_spacing,
 )
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-BUNDLED_WEIGHTS = WEIGHTS_DIR / "mvn_small.pt"
-BUNDLED_CONFIG = WEIGHTS_DIR / "mvn_small.json"
+from vesselzip.weights import BUNDLED_CONFIG, BUNDLED_WEIGHTS
 
 
 class Segmenter(ABC):

@@ -416,6 +416,30 @@ def test_sweep_survives_a_killed_worker_and_a_redis_flush(private_stack, slow_ph
     assert again["id"] == sweep["id"] and again["jobs_submitted"] == 0
 
 
+def test_new_weights_under_the_same_model_name_make_a_new_sweep(private_stack, phantoms):
+    # No worker: the jobs only need to be queued for their ids to be compared.
+    checkpoint = private_stack.workdir / "weights.pt"
+    checkpoint.write_bytes(b"first weights")
+    private_stack.start_gateway({"VESSELZIP_CHECKPOINT": str(checkpoint)})
+    dataset = create_dataset(private_stack.base_url, phantoms[:1]).json()
+    body = {"dataset": dataset["id"], "grid": ["zfp:rate=8"], "model": "mvn-checkpoint"}
+
+    def post():
+        response = httpx.post(f"{private_stack.base_url}/v1/sweeps", json=body, timeout=30)
+        assert response.status_code in (200, 202), response.text
+        created = response.json()
+        cases = httpx.get(f"{created['url']}/cases", timeout=10).json()["cases"]
+        return created, {case["job_id"] for case in cases}
+
+    first, first_jobs = post()
+    again, again_jobs = post()
+    assert again["id"] == first["id"] and again_jobs == first_jobs and not again["created"]
+    checkpoint.write_bytes(b"newer weights, retrained")
+    renewed, renewed_jobs = post()
+    assert renewed["id"] != first["id"] and renewed["created"]
+    assert renewed_jobs.isdisjoint(first_jobs) and renewed["jobs_reused"] == 0
+
+
 def test_openapi_describes_datasets_and_sweeps(service):
     spec = httpx.get(f"{service.base_url}/openapi.json", timeout=10).json()
     paths = spec["paths"]
