@@ -78,3 +78,15 @@ def slow_phantom(tmp_path_factory) -> tuple[Path, Path]:
     dataset = json.loads(write_phantom_dataset(root, 1, seed=3, shape=(64, 64, 64)).read_text())
     entry = dataset["training"][0]
     return root / entry["image"], root / entry["label"]
+
+
+@pytest.fixture(scope="session")
+def large_phantom(tmp_path_factory) -> tuple[Path, Path]:
+    """A full-size phantom (128 x 128 x 96): its job takes several seconds on any
+    machine, well past a 1 s job timeout. Above the test stacks' default voxel limit."""
+    from vesselzip.phantoms import write_phantom_dataset
+
+    root = tmp_path_factory.mktemp("large_phantom")
+    dataset = json.loads(write_phantom_dataset(root, 1, seed=4).read_text())
+    entry = dataset["training"][0]
+    return root / entry["image"], root / entry["label"]

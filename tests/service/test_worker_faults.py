@@ -77,9 +77,12 @@ def test_killed_worker_job_is_retried_and_bad_input_is_not(private_stack, slow_p
     assert io_fault["notes"][0].endswith("(attempt 1/2); retried")
 
 
-def test_killed_worker_without_retries_fails_with_a_reason(private_stack, slow_phantom):
+def test_killed_worker_without_retries_fails_with_a_reason(
+    private_stack, slow_phantom, large_phantom
+):
     stack = private_stack
     stack.env.update({"VESSELZIP_JOB_RETRIES": "0", "VESSELZIP_JOB_TIMEOUT_S": "1"})
+    stack.env["VESSELZIP_MAX_VOXELS"] = str(128 * 128 * 96)  # for the large phantom
     stack.start_gateway()
     worker = stack.start_worker()
     stack.wait_ready()
@@ -98,7 +101,7 @@ def test_killed_worker_without_retries_fails_with_a_reason(private_stack, slow_p
 
     # A job that runs past VESSELZIP_JOB_TIMEOUT_S (1 s here) fails and is not retried.
     stack.start_worker()
-    late = post_job(stack.base_url, *slow_phantom).json()["id"]
+    late = post_job(stack.base_url, *large_phantom).json()["id"]
     timed_out = wait_for_job(stack.base_url, late)
     assert timed_out["state"] == "failed"
     assert timed_out["error"].startswith("timed out after 1 s during inference")
