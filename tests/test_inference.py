@@ -244,3 +244,32 @@ def test_segmenting_leaves_the_callers_array_untouched():
     segmenter = NetworkSegmenter("probability", ProbabilityNet(), config, "cpu")
     segmenter.segment(make_volume(image, np.eye(4)))
     np.testing.assert_array_equal(image, before)
+
+
+class WindowBiasNet(torch.nn.Module):
+    """Threshold at 0.5 plus a bias that grows along the window's last axis: on its
+    own it marks too much at one end of each window and too little at the other."""
+
+    def forward(self, x):
+        ramp = torch.linspace(-0.3, 0.3, x.shape[-1], dtype=x.dtype, device=x.device)
+        vessel = x - 0.5 + ramp
+        return torch.cat([-vessel, vessel], dim=1) * 20.0
+
+
+def test_flip_averaging_cancels_a_bias_that_flips_would_undo():
+    # One window the size of the image: flipping the image reverses the ramp exactly.
+    image = np.random.default_rng(0).uniform(0, 1000, (16, 16, 16)).astype(np.float32)
+    image[np.abs(image - 500) < 20] = 700  # no value within the rounding of the threshold
+    truth = (image > 500).astype(np.uint8)
+    calls = []
+    plain, averaged = (
+        InferenceConfig(target_spacing=None, roi_size=16, flip_averaging=flip)
+        for flip in (False, True)
+    )
+    biased = predict_mask(WindowBiasNet(), image, np.eye(4), plain, CPU)
+    mask = predict_mask(WindowBiasNet(), image, np.eye(4), averaged, CPU, calls.append)
+    assert (biased != truth).mean() > 0.1
+    np.testing.assert_array_equal(mask, truth)
+    # Eight passes of one window each, reported as they happen.
+    assert len(calls) == 8 + 1 and calls[-1] == 1.0
+    assert calls[:8] == sorted(calls[:8]) and calls[0] == pytest.approx(1 / 8)

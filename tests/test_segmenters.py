@@ -156,3 +156,17 @@ def test_segment_command_writes_a_mask_on_the_input_grid(phantom_files, tmp_path
 def test_segment_command_reports_a_bad_model_in_one_line(phantom_files, tmp_path, capsys):
     assert main(["segment", str(phantom_files[0]), str(tmp_path / "m.nii.gz"), "--model", "x"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_segment_command_with_flip_averaging(phantom_files, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "mask.nii.gz"
+    command = ["segment", str(phantom_files[0]), str(out), "--flip-averaging"]
+    assert main([*command, "--model", "mvn-checkpoint", "--checkpoint", str(tiny_checkpoint)]) == 0
+    assert read_volume(out).shape == read_volume(phantom_files[0]).shape
+    assert "mvn-checkpoint" in capsys.readouterr().out
+    # The cached segmenter itself keeps its own settings.
+    cached = load_segmenter("mvn-checkpoint", checkpoint=tiny_checkpoint, device="cpu")
+    assert cached.config.flip_averaging is False
+    # A filter has nothing to average.
+    assert main([*command, "--model", "frangi"]) == 2
+    assert "needs a network model" in capsys.readouterr().err

@@ -21,6 +21,11 @@ def register(subparsers) -> None:
     seg.add_argument("--model", default=None, help="segmenter name (default: settings)")
     seg.add_argument("--checkpoint", type=Path, default=None, help="checkpoint for mvn-checkpoint")
     seg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    seg.add_argument(
+        "--flip-averaging",
+        action="store_true",
+        help="average over the 8 flips of the volume (a little more Dice, 8x the time)",
+    )
     seg.set_defaults(handler=segment_command)
 
     models = subparsers.add_parser("models", help="list the available segmenters")
@@ -112,10 +117,15 @@ def register(subparsers) -> None:
 
 def segment_command(args) -> int:
     from vesselzip.model import load_segmenter
+    from vesselzip.model.segmenters import NetworkSegmenter
     from vesselzip.volumes import read_volume, write_volume
 
     volume = read_volume(args.input)
     segmenter = load_segmenter(args.model, checkpoint=args.checkpoint, device=args.device)
+    if args.flip_averaging:
+        if not isinstance(segmenter, NetworkSegmenter):
+            raise VesselzipError(f"--flip-averaging needs a network model, not {segmenter.name}")
+        segmenter = segmenter.with_config(flip_averaging=True)
     started = time.monotonic()
     mask = segmenter.segment(volume, progress=_print_progress if sys.stderr.isatty() else None)
     seconds = time.monotonic() - started

@@ -12,6 +12,7 @@ import json
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,12 @@ class NetworkSegmenter(Segmenter):
         self.network = network.to(self.device).eval()
         # One volume at a time per process: the network and its buffers are shared.
         self._lock = threading.Lock()
+
+    def with_config(self, **changes) -> NetworkSegmenter:
+        """The same network with other inference settings (e.g. flip_averaging=True)."""
+        return NetworkSegmenter(
+            self.name, self.network, replace(self.config, **changes), self.device
+        )
 
     def segment(self, volume, progress: Progress | None = None) -> np.ndarray:
         with self._lock:
