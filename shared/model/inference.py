@@ -263,20 +263,20 @@ def logits_to_mask(
     against `vessel_threshold`), then undo the orientation: a uint8 0/1 mask in the
     input's own array order."""
     with torch.inference_mode():
-        if tuple(logits.shape[2:]) != grid.ras_shape:
+        resample = tuple(logits.shape[2:]) != grid.ras_shape
+        if not resample and vessel_threshold is None:
+            vessel = logits.argmax(dim=1)[0] > 0  # the same argmax as the probabilities'
+        else:
             probabilities = torch.softmax(logits, dim=1)
             del logits
-            probabilities = F.interpolate(
-                probabilities, size=grid.ras_shape, mode="trilinear", align_corners=False
-            )
+            if resample:
+                probabilities = F.interpolate(
+                    probabilities, size=grid.ras_shape, mode="trilinear", align_corners=False
+                )
             if vessel_threshold is None:
                 vessel = probabilities.argmax(dim=1)[0] > 0
             else:
-                vessel = probabilities[0, 0] <= 1.0 - vessel_threshold
-        elif vessel_threshold is None:
-            vessel = logits.argmax(dim=1)[0] > 0
-        else:
-            vessel = vessel_probability(logits) >= vessel_threshold
+                vessel = 1.0 - probabilities[0, 0] >= vessel_threshold
         ras_mask = vessel.to(torch.uint8).cpu().numpy()
     mask = nib.orientations.apply_orientation(ras_mask, grid.from_ras)
     return np.ascontiguousarray(mask, dtype=np.uint8)

@@ -270,12 +270,9 @@ def validation_scores(network, cases: list[dict], config: TrainConfig, device) -
         image = case["image"].clamp(0.0, 1.0)[None].to(device)
         logits = sliding_window_logits(network, image, config.inference)
         truth = (case["label"][0] > 0).to(logits.device)
-        predictions = [logits.argmax(dim=1)[0] > 0]
+        argmax_scores.append(_dice(logits.argmax(dim=1)[0] > 0, truth))
         probability = vessel_probability(logits)
-        predictions += [probability >= t for t in THRESHOLDS]
-        scores = [_dice(prediction, truth) for prediction in predictions]
-        argmax_scores.append(scores[0])
-        threshold_scores.append(scores[1:])
+        threshold_scores.append([_dice(probability >= t, truth) for t in THRESHOLDS])
     network.train()
     mean_by_threshold = np.mean(threshold_scores, axis=0)
     best = int(np.argmax(mean_by_threshold))
