@@ -48,6 +48,10 @@ class Phantom:
     seed: int = 0
     #: The appearance drawn for this seed (JSON-friendly), for the record.
     style: dict = field(default_factory=dict)
+    #: The tubes, one row each: start xyz, end xyz (mm from the first voxel's
+    #: centre), start/end radius (mm), start/end brightness. `vessel_mask` turns
+    #: them (or an altered copy) back into the mask.
+    segments: np.ndarray = field(default_factory=lambda: np.zeros((0, 10)))
 
 
 def phantom_affine(shape, spacing) -> np.ndarray:
@@ -92,13 +96,10 @@ def make_phantom(
 
     tissue, brain = _render_background(rng, shape, spacing_arr, head, style)
     segments = _grow_vessels(rng, shape, spacing_arr, head, style)
-    # A voxel averages the object over its own box: a Gaussian of the same
-    # variance (sigma = size / sqrt(12)) stands in for it.
-    voxel_blur_mm = float(np.prod(spacing_arr) ** (1 / 3)) / math.sqrt(12.0)
     fraction, signal = _rasterise(
-        segments, shape, spacing_arr, voxel_blur_mm, style["wall_darkening"]
+        segments, shape, spacing_arr, _voxel_blur_mm(spacing_arr), style["wall_darkening"]
     )
-    mask = (fraction >= 0.5).astype(np.uint8)
+    mask = _mask_of(fraction)
 
     # Partial-volume mix: vessel signal replaces the tissue it displaces.
     clean = tissue * (1.0 - fraction) + signal
@@ -119,7 +120,31 @@ def make_phantom(
         spacing=spacing,
         seed=int(seed),
         style=style,
+        segments=segments,
     )
+
+
+def vessel_mask(segments: np.ndarray, shape, spacing) -> np.ndarray:
+    """The exact mask (uint8 0/1) of tubes given as `Phantom.segments` rows, by the
+    same rule as the phantom's own mask: vessel where at least half the voxel is
+    inside a tube. With a phantom's segments, shape and spacing it reproduces
+    `phantom.mask`; with altered ones it shows how much the mask moves when the
+    geometry does."""
+    spacing = np.asarray(spacing, dtype=np.float64)
+    fraction, _ = _rasterise(
+        np.asarray(segments), _check_shape(shape), spacing, _voxel_blur_mm(spacing)
+    )
+    return _mask_of(fraction)
+
+
+def _voxel_blur_mm(spacing: np.ndarray) -> float:
+    """A voxel averages the object over its own box: a Gaussian of the same
+    variance (sigma = size / sqrt(12)) stands in for it."""
+    return float(np.prod(spacing) ** (1 / 3)) / math.sqrt(12.0)
+
+
+def _mask_of(fraction: np.ndarray) -> np.ndarray:
+    return (fraction >= 0.5).astype(np.uint8)
 
 
 def write_phantom_dataset(

@@ -14,6 +14,7 @@ from vesselzip.phantoms import (
     Phantom,
     _rasterise,
     make_phantom,
+    vessel_mask,
     write_phantom_dataset,
 )
 
@@ -31,6 +32,19 @@ def test_same_seed_gives_same_bytes():
     assert first.image.tobytes() == second.image.tobytes()
     assert first.mask.tobytes() == second.mask.tobytes()
     assert np.array_equal(first.affine, second.affine)
+
+
+def test_vessel_mask_redraws_the_mask_from_the_tubes(small_phantoms):
+    for phantom in small_phantoms:
+        assert phantom.segments.shape[1] == 10
+        redrawn = vessel_mask(phantom.segments, phantom.mask.shape, phantom.spacing)
+        assert np.array_equal(redrawn, phantom.mask)
+        wider = phantom.segments.copy()
+        wider[:, 6:8] *= 1.3
+        widened = vessel_mask(wider, phantom.mask.shape, phantom.spacing)
+        # Wider tubes cover every voxel the narrower ones did, and more.
+        assert widened.sum() > phantom.mask.sum()
+        assert np.all(widened[phantom.mask == 1] == 1)
 
 
 def test_types_and_ranges(small_phantoms):
