@@ -6,7 +6,7 @@
 Rows (mean Dice over the volumes, and the mean seconds per volume):
 
 - "phantoms": fresh phantoms from seeds the bundled model never saw (its training
-  and validation used seeds 0-199).
+  and validation used seeds 0-439).
 - "gain x0.1" / "gain x8": the same phantoms with every intensity scaled, as another
   scanner's gain or a 12-bit export would store them.
 - "resampled 0.5 mm": the same phantoms (image trilinear, mask nearest) on a coarser
