@@ -34,6 +34,7 @@ from scipy import ndimage
 from vesselzip.metrics.segmentation import segmentation_metrics
 from vesselzip.model import load_segmenter
 from vesselzip.model.inference import (
+    logits_to_mask,
     preprocess,
     ras_grid,
     sliding_window_logits,
@@ -81,18 +82,23 @@ def geometry_rows(phantom, rng) -> dict[str, float]:
 
 
 def model_rows(segmenter, phantom) -> dict[str, float]:
-    """The model's Dice at its settings and at the best threshold for this volume."""
-    volume = Volume(data=phantom.image, affine=phantom.affine, header=None)
-    rows = {"model": dice(segmenter.segment(volume), phantom.mask)}
-    network, config = getattr(segmenter, "network", None), getattr(segmenter, "config", None)
+    """The model's Dice at its settings and at the best threshold for this volume,
+    from one pass of the network."""
+    network = getattr(segmenter, "network", None)
     if network is None:
-        return rows
-    # Phantoms are stored in RAS order on their own grid, so the probabilities
-    # line up with the mask without being mapped back.
+        volume = Volume(data=phantom.image, affine=phantom.affine, header=None)
+        return {"model": dice(segmenter.segment(volume), phantom.mask)}
+    # The steps of `predict_mask`, keeping the logits for the threshold scan.
+    config = segmenter.config
     grid = ras_grid(phantom.image.shape, phantom.affine)
-    image = preprocess(phantom.image, grid, config, next(network.parameters()).device)
-    probability = vessel_probability(sliding_window_logits(network, image, config)).cpu().numpy()
-    if probability.shape == phantom.mask.shape:
+    logits = sliding_window_logits(
+        network, preprocess(phantom.image, grid, config, segmenter.device), config
+    )
+    rows = {"model": dice(logits_to_mask(logits, grid, config.vessel_threshold), phantom.mask)}
+    # Phantoms are stored in RAS order, so on their own grid the probabilities line
+    # up with the mask without being mapped back.
+    if tuple(logits.shape[2:]) == phantom.mask.shape:
+        probability = vessel_probability(logits).cpu().numpy()
         rows["model, best threshold per volume"] = max(
             dice(probability >= t, phantom.mask) for t in THRESHOLDS
         )
