@@ -105,8 +105,15 @@ def run_serve(args: argparse.Namespace) -> int:
             f"(store {store_dir}, {args.workers} worker(s)); Ctrl-C stops everything",
             file=sys.stderr,
         )
+        # uvicorn re-raises SIGTERM once it has shut down; exiting through this stack
+        # (not by the default handler) stops the workers and the embedded Redis too.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
         uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
+
+
+def _exit_cleanly(signum, frame) -> None:
+    raise SystemExit(0)
 
 
 class WorkerSupervisor:

@@ -37,32 +37,37 @@ def redis_socket(log_text: str) -> str:
     return match.group(1)
 
 
-def test_serve_restarts_a_killed_worker_and_stops_everything_on_ctrl_c(tmp_path, phantoms):
+def start_serve(tmp_path, *options: str) -> tuple[subprocess.Popen, str, object]:
+    """`vesselzip serve` on a free port with the embedded default: (process, url, log)."""
     port = free_port()
     log = tmp_path / "serve.log"
     serve = subprocess.Popen(
-        [sys.executable, "-m", "vesselzip", "serve", "--port", str(port)],
+        [sys.executable, "-m", "vesselzip", "serve", "--port", str(port), *options],
         env=embedded_env(tmp_path / "store"),
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
+    return serve, f"http://127.0.0.1:{port}", log
+
+
+def serve_ready(url: str) -> bool:
     try:
+        return httpx.get(f"{url}/v1/ready", timeout=5).json()["ready"]
+    except httpx.HTTPError:
+        return False
 
-        def ready():
-            try:
-                return httpx.get(f"{url}/v1/ready", timeout=5).json()["ready"]
-            except httpx.HTTPError:
-                return False
 
-        wait_until(ready, 120, "vesselzip serve to be ready", interval_s=0.5)
+def test_serve_restarts_a_killed_worker_and_stops_everything_on_ctrl_c(tmp_path, phantoms):
+    serve, url, log = start_serve(tmp_path)
+    try:
+        wait_until(lambda: serve_ready(url), 120, "vesselzip serve to be ready", interval_s=0.5)
         connection = redis.Redis.from_url(redis_socket(log.read_text()))
         (worker,) = Worker.all(connection=connection, serializer=JSONSerializer)
         os.kill(worker.pid, signal.SIGKILL)
 
         def replaced():
             workers = Worker.all(connection=connection, serializer=JSONSerializer)
-            return any(w.pid != worker.pid for w in workers) and ready()
+            return any(w.pid != worker.pid for w in workers) and serve_ready(url)
 
         wait_until(replaced, 120, "serve to start a new worker", interval_s=0.5)
         image, truth = phantoms[0]
@@ -81,6 +86,34 @@ def test_serve_restarts_a_killed_worker_and_stops_everything_on_ctrl_c(tmp_path,
     except redis.exceptions.ConnectionError:
         pass
     assert (tmp_path / "store" / "redis" / "appendonly.aof").exists()
+
+
+def test_serve_stops_its_workers_and_redis_on_sigterm(tmp_path):
+    """What `docker stop`, systemd or `kill` send: nothing may outlive `serve`."""
+    serve, url, log = start_serve(tmp_path, "--workers", "2")
+    try:
+        wait_until(lambda: serve_ready(url), 120, "vesselzip serve to be ready", interval_s=0.5)
+        connection = redis.Redis.from_url(redis_socket(log.read_text()))
+        worker_pids = [w.pid for w in Worker.all(connection=connection, serializer=JSONSerializer)]
+        connection.close()
+        assert len(worker_pids) == 2
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) == 0, log.read_text()
+
+    def running(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    assert not any(running(pid) for pid in worker_pids), log.read_text()
+    try:
+        redis.Redis.from_url(redis_socket(log.read_text()), socket_connect_timeout=1).ping()
+        raise AssertionError("the embedded Redis outlived `vesselzip serve`")
+    except redis.exceptions.ConnectionError:
+        pass
 
 
 def test_demo_runs_the_main_job_through_http(tmp_path):
