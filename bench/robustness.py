@@ -13,8 +13,8 @@ Rows (mean Dice over the volumes, and the mean seconds per volume):
   isotropic grid.
 - "more noise": Gaussian noise at 5 % of the 99.9th percentile added.
 - "drawn at 0.5 mm": phantoms from the same seeds rendered directly on a 0.5 mm
-  isotropic grid (exact masks, unlike the resampled row), coarser than the bundled
-  model's training spacings (0.28-0.45 mm in-plane).
+  isotropic grid (exact masks, unlike the resampled row), the coarse end of the
+  spacings drawn for training (0.28-0.6 mm in-plane).
 - "other generator": volumes from `tube_volume` below: a generator written
   independently of `vesselzip.phantoms` (branching random-walk tubes, Gaussian
   noise, a 12-bit intensity scale, another shape and spacing), as a stand-in for

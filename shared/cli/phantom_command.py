@@ -38,7 +38,7 @@ def register(subparsers) -> None:
         nargs=3,
         default=None,
         metavar=("SX", "SY", "SZ"),
-        help="voxel size in mm (default: drawn per volume, 0.28-0.45 in-plane, up to 0.8 slices)",
+        help="voxel size in mm (default: drawn per volume, 0.28-0.6 in-plane, up to 0.8 slices)",
     )
     parser.set_defaults(handler=run)
 
