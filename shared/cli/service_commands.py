@@ -83,6 +83,10 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     store_dir = Path(settings.store_dir).resolve()
     store_dir.mkdir(parents=True, exist_ok=True)
+    # SIGTERM (also re-raised by uvicorn once it has shut down) leaves through this
+    # stack, not by the default handler, so the workers and embedded Redis stop too,
+    # however early it comes.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     with contextlib.ExitStack() as stack:
         overrides = {"VESSELZIP_STORE_DIR": str(store_dir)}
         if not settings.redis_url:
@@ -105,9 +109,6 @@ def run_serve(args: argparse.Namespace) -> int:
             f"(store {store_dir}, {args.workers} worker(s)); Ctrl-C stops everything",
             file=sys.stderr,
         )
-        # uvicorn re-raises SIGTERM once it has shut down; exiting through this stack
-        # (not by the default handler) stops the workers and the embedded Redis too.
-        signal.signal(signal.SIGTERM, _exit_cleanly)
         uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

@@ -57,6 +57,14 @@ def serve_ready(url: str) -> bool:
         return False
 
 
+def assert_embedded_redis_gone(log) -> None:
+    try:
+        redis.Redis.from_url(redis_socket(log.read_text()), socket_connect_timeout=1).ping()
+        raise AssertionError("the embedded Redis outlived `vesselzip serve`")
+    except redis.exceptions.ConnectionError:
+        pass
+
+
 def test_serve_restarts_a_killed_worker_and_stops_everything_on_ctrl_c(tmp_path, phantoms):
     serve, url, log = start_serve(tmp_path)
     try:
@@ -80,11 +88,7 @@ def test_serve_restarts_a_killed_worker_and_stops_everything_on_ctrl_c(tmp_path,
 
     assert "starting a new one" in log.read_text()
     # The embedded Redis is gone with it, its data kept in the store directory.
-    try:
-        redis.Redis.from_url(redis_socket(log.read_text()), socket_connect_timeout=1).ping()
-        raise AssertionError("the embedded Redis outlived `vesselzip serve`")
-    except redis.exceptions.ConnectionError:
-        pass
+    assert_embedded_redis_gone(log)
     assert (tmp_path / "store" / "redis" / "appendonly.aof").exists()
 
 
@@ -94,9 +98,13 @@ def test_serve_stops_its_workers_and_redis_on_sigterm(tmp_path):
     try:
         wait_until(lambda: serve_ready(url), 120, "vesselzip serve to be ready", interval_s=0.5)
         connection = redis.Redis.from_url(redis_socket(log.read_text()))
-        worker_pids = [w.pid for w in Worker.all(connection=connection, serializer=JSONSerializer)]
+
+        def both_workers() -> list[int] | None:
+            workers = Worker.all(connection=connection, serializer=JSONSerializer)
+            return [w.pid for w in workers] if len(workers) == 2 else None
+
+        worker_pids = wait_until(both_workers, 60, "both workers to register", interval_s=0.5)
         connection.close()
-        assert len(worker_pids) == 2
     finally:
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=60) == 0, log.read_text()
@@ -109,11 +117,7 @@ def test_serve_stops_its_workers_and_redis_on_sigterm(tmp_path):
         return True
 
     assert not any(running(pid) for pid in worker_pids), log.read_text()
-    try:
-        redis.Redis.from_url(redis_socket(log.read_text()), socket_connect_timeout=1).ping()
-        raise AssertionError("the embedded Redis outlived `vesselzip serve`")
-    except redis.exceptions.ConnectionError:
-        pass
+    assert_embedded_redis_gone(log)
 
 
 def test_demo_runs_the_main_job_through_http(tmp_path):
