@@ -19,8 +19,9 @@ Rows:
   probability that would be best for each volume separately (a bound on what any
   global threshold or calibration could give).
 
-Also printed per volume: the share of vessel voxels on the rim (touching the
-background, 6-neighbourhood).
+Also printed per volume: its grid and field of view, the share of vessel voxels on
+the rim (touching the background, 6-neighbourhood) and, with a model, how much
+vessel it marks against the mask (model / true vessel volume).
 """
 
 from __future__ import annotations
@@ -81,20 +82,22 @@ def geometry_rows(phantom, rng) -> dict[str, float]:
     return rows
 
 
-def model_rows(segmenter, phantom) -> dict[str, float]:
+def model_rows(segmenter, phantom) -> tuple[dict[str, float], np.ndarray]:
     """The model's Dice at its settings and at the best threshold for this volume,
-    from one pass of the network."""
+    from one pass of the network, and its mask."""
     network = getattr(segmenter, "network", None)
     if network is None:
         volume = Volume(data=phantom.image, affine=phantom.affine, header=None)
-        return {"model": dice(segmenter.segment(volume), phantom.mask)}
+        mask = segmenter.segment(volume)
+        return {"model": dice(mask, phantom.mask)}, mask
     # The steps of `predict_mask`, keeping the logits for the threshold scan.
     config = segmenter.config
     grid = ras_grid(phantom.image.shape, phantom.affine)
     logits = sliding_window_logits(
         network, preprocess(phantom.image, grid, config, segmenter.device), config
     )
-    rows = {"model": dice(logits_to_mask(logits, grid, config.vessel_threshold), phantom.mask)}
+    mask = logits_to_mask(logits, grid, config.vessel_threshold)
+    rows = {"model": dice(mask, phantom.mask)}
     # Phantoms are stored in RAS order, so on their own grid the probabilities line
     # up with the mask without being mapped back.
     if tuple(logits.shape[2:]) == phantom.mask.shape:
@@ -102,7 +105,7 @@ def model_rows(segmenter, phantom) -> dict[str, float]:
         rows["model, best threshold per volume"] = max(
             dice(probability >= t, phantom.mask) for t in THRESHOLDS
         )
-    return rows
+    return rows, mask
 
 
 def rim_share(mask: np.ndarray) -> float:
@@ -126,14 +129,18 @@ def main() -> None:
         seed = args.seed + index
         phantom = make_phantom(seed, spacing=None)
         rows = geometry_rows(phantom, np.random.default_rng(seed))
+        about = f"spacing {phantom.spacing[0]:.2f} mm, {phantom.style['field_of_view']}"
+        about += f", rim share {rim_share(phantom.mask):.2f}"
         if segmenter is not None:
-            rows |= model_rows(segmenter, phantom)
+            model, mask = model_rows(segmenter, phantom)
+            rows |= model
+            # Over one means the model marks more vessel than the mask holds.
+            about += f", model/true vessel volume {mask.sum() / max(phantom.mask.sum(), 1):.2f}"
         for name, value in rows.items():
             scores.setdefault(name, []).append(value)
         if not args.json:
             print(
-                f"[{index + 1}/{args.phantoms}] seed {seed}: rim share "
-                f"{rim_share(phantom.mask):.2f}, "
+                f"[{index + 1}/{args.phantoms}] seed {seed} ({about}): "
                 + ", ".join(f"{name} {value:.3f}" for name, value in rows.items()),
                 flush=True,
             )

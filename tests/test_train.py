@@ -14,6 +14,7 @@ from vesselzip.model.train import (
     export_weights,
     focal_weight,
     split_dataset,
+    training_transforms,
 )
 from vesselzip.phantoms import write_phantom_dataset
 from vesselzip.volumes import read_volume
@@ -169,6 +170,20 @@ def test_bad_settings_are_refused(tmp_path, dataset, capsys):
     assert "dataset file not found" in capsys.readouterr().err
     assert main(train_args(dataset, tmp_path / "x", "--patch-size", "40")) == 2
     assert "multiple of 16" in capsys.readouterr().err
+    assert main(train_args(dataset, tmp_path / "x", "--zoom-prob", "1.5")) == 2
+    assert "zoom probability must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_zoom_share_is_configurable(tmp_path):
+    def zooms(config):
+        return [
+            t for t in training_transforms(config).transforms if type(t).__name__ == "RandZoomd"
+        ]
+
+    (default,) = zooms(TrainConfig(data=tmp_path / "d.json", out=tmp_path))
+    assert default.prob == pytest.approx(0.3)
+    (off,) = zooms(TrainConfig(data=tmp_path / "d.json", out=tmp_path, zoom_prob=0.0))
+    assert off.prob == 0.0
 
 
 def test_validation_volumes_from_another_dataset(dataset, tmp_path, capsys):

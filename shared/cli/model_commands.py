@@ -95,6 +95,12 @@ def register(subparsers) -> None:
         help="keep argmax instead of choosing the vessel-probability threshold on validation",
     )
     train.add_argument("--no-augment", action="store_true")
+    train.add_argument(
+        "--zoom-prob",
+        type=float,
+        default=0.3,
+        help="share of patches zoomed 0.7-1.4x (0: exact labels stay exact)",
+    )
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.add_argument(
         "--stop-after", type=int, default=None, metavar="N", help="stop after iteration N"
@@ -183,6 +189,7 @@ def train_command(args) -> int:
         device=args.device,
         num_workers=args.num_workers,
         augment=not args.no_augment,
+        zoom_prob=args.zoom_prob,
         window=args.window,
         window_percentiles=args.window_percentiles,
         overlap=args.overlap,

@@ -68,6 +68,10 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int = 0
     augment: bool = True
+    # Share of patches zoomed 0.7-1.4x per axis (other calibres, anisotropy). The
+    # zoomed label is the old one resampled, off by up to half a voxel at the rim
+    # compared with a label drawn on the new grid; 0 keeps exact labels exact.
+    zoom_prob: float = 0.3
     # Preprocessing; stored with the weights and used again at inference.
     target_spacing: tuple[float, float, float] | None = InferenceConfig().target_spacing
     window: tuple[float, float] = (0.0, 1000.0)
@@ -103,6 +107,8 @@ class TrainConfig:
                 raise VesselzipError(f"initial checkpoint not found: {self.init}")
         if self.iterations < 1 or self.batch_size < 1 or self.val_every < 1:
             raise VesselzipError("iterations, batch size and val-every must be at least 1")
+        if not 0.0 <= self.zoom_prob <= 1.0:
+            raise VesselzipError(f"zoom probability must be between 0 and 1, got {self.zoom_prob}")
         if self.patch_size % 16:
             raise VesselzipError(f"patch size must be a multiple of 16, got {self.patch_size}")
         self.inference = InferenceConfig(
@@ -185,7 +191,7 @@ def training_transforms(config: TrainConfig) -> T.Compose:
             # Per-axis zoom: vessels of other calibres and anisotropic resampling.
             T.RandZoomd(
                 keys,
-                prob=0.3,
+                prob=config.zoom_prob,
                 min_zoom=(0.7, 0.7, 0.7),
                 max_zoom=(1.4, 1.4, 1.4),
                 mode=("trilinear", "nearest"),
