@@ -129,7 +129,8 @@ def main() -> None:
         seed = args.seed + index
         phantom = make_phantom(seed, spacing=None)
         rows = geometry_rows(phantom, np.random.default_rng(seed))
-        about = f"spacing {phantom.spacing[0]:.2f} mm, {phantom.style['field_of_view']}"
+        grid = "x".join(f"{s:.2f}" for s in phantom.spacing)
+        about = f"{grid} mm, {phantom.style['field_of_view']}"
         about += f", rim share {rim_share(phantom.mask):.2f}"
         if segmenter is not None:
             model, mask = model_rows(segmenter, phantom)
