@@ -50,9 +50,9 @@ class EmbeddedRedis:
             with contextlib.suppress(redis.exceptions.RedisError):
                 server.shutdown(save=save, nosave=not save)
             deadline = time.monotonic() + timeout_s / 2
-            while pid and _alive(pid) and time.monotonic() < deadline:
+            while pid and process_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if not (pid and _alive(pid)):
+            if not (pid and process_alive(pid)):
                 return
         if pid:
             with contextlib.suppress(ProcessLookupError):
@@ -66,7 +66,7 @@ class EmbeddedRedis:
         self.stop()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
         return True

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from vesselzip.errors import VesselzipError
-from vesselzip.model.train import SMALL_FEATURE_DIMS
+from vesselzip.model.train import SMALL_FEATURE_DIMS, TrainConfig
 
 
 def register(subparsers) -> None:
@@ -98,7 +98,7 @@ def register(subparsers) -> None:
     train.add_argument(
         "--zoom-prob",
         type=float,
-        default=0.3,
+        default=TrainConfig.zoom_prob,
         help="share of patches zoomed 0.7-1.4x (0: exact labels stay exact)",
     )
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")

@@ -13,6 +13,7 @@ import httpx
 import redis
 from rq.serializers import JSONSerializer
 from rq.worker import Worker
+from vesselzip.redis_embedded import process_alive
 
 from .helpers import SMALL_SHAPE, free_port, post_job, wait_for_job, wait_until
 
@@ -109,14 +110,7 @@ def test_serve_stops_its_workers_and_redis_on_sigterm(tmp_path):
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=60) == 0, log.read_text()
 
-    def running(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-    assert not any(running(pid) for pid in worker_pids), log.read_text()
+    assert not any(process_alive(pid) for pid in worker_pids), log.read_text()
     assert_embedded_redis_gone(log)
 
 
