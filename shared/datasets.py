@@ -116,14 +116,12 @@ def load_dataset(store: BlobStore, dataset_id: str) -> Dataset:
     return Dataset(**entry.model_dump(), volumes=volumes)
 
 
-def list_datasets(store: BlobStore, owner: str | None) -> list[DatasetEntry]:
-    """The datasets `owner` created, oldest first (scans the store)."""
+def list_datasets(store: BlobStore) -> list[DatasetEntry]:
+    """Every stored dataset, oldest first (scans the store)."""
     entries = []
     for key in store.keys("datasets"):
         if key.count("/") == 2 and key.endswith("/dataset.json"):
-            entry = DatasetEntry.model_validate(store.get_json(key))
-            if entry.owner == owner:
-                entries.append(entry)
+            entries.append(DatasetEntry.model_validate(store.get_json(key)))
     return sorted(entries, key=lambda e: (e.created_at, e.id))
 
 
@@ -148,7 +146,7 @@ def add_volume(
     name: str | None = None,
     filename: str | None = None,
     max_voxels: int | None = None,
-    max_decompressed_bytes: int | None = None,
+    max_volume_bytes: int | None = None,
 ) -> VolumeEntry:
     """Validate an image (and its truth, on the same grid) and store both.
 
@@ -165,15 +163,19 @@ def add_volume(
         raise DatasetConflictError(f"dataset {dataset_id} already has a volume {volume_id!r}")
 
     image = read_volume(
-        image_path, max_voxels=max_voxels, max_decompressed_bytes=max_decompressed_bytes
+        image_path,
+        max_voxels=max_voxels,
+        max_volume_bytes=max_volume_bytes,
+        label=f"image ({Path(filename).name})" if filename else "image",
     )
     truth_bytes = None
     if truth_path is not None:
         truth_bytes = prepare_truth(
             truth_path,
             image.shape,
+            image.affine,
             max_voxels=max_voxels,
-            max_decompressed_bytes=max_decompressed_bytes,
+            max_volume_bytes=max_volume_bytes,
         )
     image_bytes = image_path.read_bytes()
     suffix = ".nii.gz" if image_bytes[:2] == b"\x1f\x8b" else ".nii"
@@ -207,4 +209,5 @@ def delete_dataset(store: BlobStore, dataset_id: str) -> int:
     store.delete(_entry_key(dataset_id))
     for key in list(store.keys(_prefix(dataset_id))):
         store.delete(key)
+    store.prune(_prefix(dataset_id))
     return len(dataset.volumes)

@@ -43,3 +43,10 @@ class ModelNotAvailableError(VesselzipError):
     """Unknown segmenter name, or a model whose weights or checkpoint cannot be loaded."""
 
     http_status = 422
+
+
+class StoreUnavailableError(VesselzipError):
+    """The blob store cannot be read or written right now (read-only, full, gone).
+    A fault of the service, not of the request: worth trying again later."""
+
+    http_status = 503

@@ -10,10 +10,9 @@ names its inputs by store key, so many jobs (a sweep) can share one stored volum
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -140,6 +139,7 @@ class CompressedUpload:
     seconds: dict[str, float] = field(default_factory=dict)
     # Kept so a truth can be checked against the image's grid.
     shape: tuple[int, int, int] = (0, 0, 0)
+    affine: np.ndarray = field(default_factory=lambda: np.eye(4))
 
 
 def compress_upload(
@@ -148,7 +148,7 @@ def compress_upload(
     *,
     filename: str | None = None,
     max_voxels: int | None = None,
-    max_decompressed_bytes: int | None = None,
+    max_volume_bytes: int | None = None,
 ) -> CompressedUpload:
     """Validate the NIfTI at `image_path` and compress it; measure the codec on it.
 
@@ -161,10 +161,12 @@ def compress_upload(
 
     codec = get_codec(codec_config)
     t0 = time.perf_counter()
-    with _named_as(image_path, f"image ({filename})" if filename else "image"):
-        volume = read_volume(
-            image_path, max_voxels=max_voxels, max_decompressed_bytes=max_decompressed_bytes
-        )
+    volume = read_volume(
+        image_path,
+        max_voxels=max_voxels,
+        max_volume_bytes=max_volume_bytes,
+        label=f"image ({filename})" if filename else "image",
+    )
     t1 = time.perf_counter()
     blob = encode_volume(volume, codec)
     t2 = time.perf_counter()
@@ -196,39 +198,43 @@ def compress_upload(
     )
     seconds = {"validate": t1 - t0, "encode": t2 - t1, "decode": t3 - t2, "measure": t4 - t3}
     return CompressedUpload(
-        blob=blob, image=image, compression=metrics, seconds=seconds, shape=image.shape
+        blob=blob,
+        image=image,
+        compression=metrics,
+        seconds=seconds,
+        shape=image.shape,
+        affine=volume.affine,
     )
 
 
 def prepare_truth(
     truth_path: Path,
     shape: tuple[int, int, int],
+    affine: np.ndarray,
     *,
     max_voxels: int | None = None,
-    max_decompressed_bytes: int | None = None,
+    max_volume_bytes: int | None = None,
 ) -> bytes:
-    """Validate a ground-truth mask for an image of `shape`; return it as a compact
-    uint8 .nii.gz (non-zero voxels are vessel)."""
-    from vesselzip.volumes import read_volume, volume_to_bytes
+    """Validate a ground-truth mask for an image of this `shape` and `affine`; return
+    it as a compact uint8 .nii.gz (non-zero voxels are vessel)."""
+    from vesselzip.volumes import read_volume, same_grid, volume_to_bytes
 
-    with _named_as(truth_path, "truth"):
-        truth = read_volume(
-            truth_path, max_voxels=max_voxels, max_decompressed_bytes=max_decompressed_bytes
-        )
+    truth = read_volume(
+        truth_path,
+        max_voxels=max_voxels,
+        max_volume_bytes=max_volume_bytes,
+        label="truth",
+    )
     if tuple(truth.shape) != tuple(shape):
         raise InvalidVolumeError(
             f"truth shape {tuple(truth.shape)} does not match image shape {tuple(shape)}"
         )
+    if not same_grid(truth.affine, affine):
+        raise InvalidVolumeError(
+            "truth is on another grid than the image (their affines differ: voxel size, "
+            "axes or position); save the mask with the image's header"
+        )
     return volume_to_bytes((truth.data != 0).astype(np.uint8), like=truth)
-
-
-@contextlib.contextmanager
-def _named_as(path: Path, label: str) -> Iterator[None]:
-    """Errors about an uploaded file name the form field, not the server's temp path."""
-    try:
-        yield
-    except InvalidVolumeError as exc:
-        raise type(exc)(str(exc).replace(str(path), label)) from exc
 
 
 def run_job(

@@ -31,9 +31,18 @@ class Settings(BaseSettings):
     # Largest accepted request body of POST /v1/jobs (image + truth + form overhead).
     max_upload_bytes: int = Field(default=512 * 1024**2, gt=0)
     max_voxels: int = Field(default=512**3, gt=0)
+    # Largest voxel array of one volume in bytes (512^3 int16); with max_voxels it
+    # bounds what an upload costs the gateway (docs/reliability.md has the figures).
+    max_volume_bytes: int = Field(default=256 * 1024**2, gt=0)
+    # A client that sends nothing of its request body for this long is answered 408
+    # and its connection closed, so a stalled upload releases its slot.
+    body_read_timeout_s: float = Field(default=30.0, gt=0)
     job_timeout_s: int = Field(default=3600, gt=0)
     # Extra attempts after a transient fault or a dead worker; bad input is never retried.
     job_retries: int = Field(default=2, ge=0)
+    # Wait before the first retry, doubled for each further one (at most 5 minutes);
+    # 0 retries at once.
+    job_retry_backoff_s: float = Field(default=5.0, ge=0)
 
     # Queue a job goes to unless the request names one ("gpu" or "cpu").
     default_queue: str = Field(default="cpu", pattern="^(gpu|cpu)$")
@@ -52,11 +61,6 @@ class Settings(BaseSettings):
     @property
     def api_key_set(self) -> frozenset[str]:
         return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
-
-    @property
-    def max_decompressed_bytes(self) -> int:
-        # A voxel is at most 8 bytes; the slack covers the NIfTI header and extensions.
-        return self.max_voxels * 8 + 16 * 1024**2
 
     @property
     def worker_queue_list(self) -> list[str]:

@@ -7,6 +7,7 @@ whole object or nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,9 +18,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from vesselzip.errors import NotFoundError, VesselzipError
+from vesselzip.errors import NotFoundError, StoreUnavailableError, VesselzipError
 
 _KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@contextlib.contextmanager
+def _store_faults(action: str, key: str) -> Iterator[None]:
+    """OS errors of the store (read-only, full, permissions) as StoreUnavailableError,
+    which says what failed without the server's paths."""
+    try:
+        yield
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except OSError as exc:
+        raise StoreUnavailableError(
+            f"the store cannot {action} {key!r} right now ({exc.strerror or exc})"
+        ) from exc
 
 
 def check_key(key: str) -> str:
@@ -59,6 +74,10 @@ class BlobStore(ABC):
     @abstractmethod
     def keys(self, prefix: str = "") -> Iterator[str]: ...
 
+    def prune(self, prefix: str) -> None:  # noqa: B027 - a no-op is the right default
+        """Remove what deleting every key under `prefix` left behind (empty folders);
+        stores without folders have nothing to do."""
+
     @abstractmethod
     def temp_file(self, suffix: str = "") -> tuple[BinaryIO, Path]:
         """A new temporary file on the store's volume (uploads are spooled here)."""
@@ -77,7 +96,7 @@ class BlobStore(ABC):
                 stream.write(b"ok")
             path.unlink()
             return True
-        except OSError:
+        except (OSError, StoreUnavailableError):
             return False
 
 
@@ -95,34 +114,37 @@ class LocalStore(BlobStore):
 
     def put_bytes(self, key: str, data: bytes) -> None:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with _store_faults("write", key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
 
     def put_file(self, key: str, source: Path) -> None:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
-        os.close(fd)
-        try:
-            # A move within one filesystem is a rename; across filesystems it copies.
-            shutil.move(str(source), tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with _store_faults("write", key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
+            os.close(fd)
+            try:
+                # A move within one filesystem is a rename; across filesystems it copies.
+                shutil.move(str(source), tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
 
     def get_bytes(self, key: str) -> bytes:
         try:
-            return self._path(key).read_bytes()
+            with _store_faults("read", key):
+                return self._path(key).read_bytes()
         except FileNotFoundError:
             raise NotFoundError(f"no stored object {key!r}") from None
 
@@ -143,10 +165,21 @@ class LocalStore(BlobStore):
 
     def delete(self, key: str) -> bool:
         try:
-            self._path(key).unlink()
+            with _store_faults("delete", key):
+                self._path(key).unlink()
             return True
         except FileNotFoundError:
             return False
+
+    def prune(self, prefix: str) -> None:
+        """Remove the empty folders left under `prefix` (and `prefix` itself)."""
+        base = self.root / check_key(prefix)
+        if not base.is_dir():
+            return
+        folders = sorted((p for p in base.rglob("*") if p.is_dir()), reverse=True)
+        for folder in [*folders, base]:
+            with contextlib.suppress(OSError):  # not empty (a write raced in): keep it
+                folder.rmdir()
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         base = self.root / prefix if prefix else self.root
@@ -158,7 +191,8 @@ class LocalStore(BlobStore):
                 yield rel
 
     def temp_file(self, suffix: str = "") -> tuple[BinaryIO, Path]:
-        fd, name = tempfile.mkstemp(dir=self.root / self.TMP_DIR, suffix=suffix)
+        with _store_faults("write", self.TMP_DIR):
+            fd, name = tempfile.mkstemp(dir=self.root / self.TMP_DIR, suffix=suffix)
         return os.fdopen(fd, "w+b"), Path(name)
 
 

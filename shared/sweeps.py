@@ -180,14 +180,12 @@ def load_sweep(store: BlobStore, sweep_id: str) -> SweepSpec:
         raise NotFoundError(f"no sweep {sweep_id}") from None
 
 
-def list_sweeps(store: BlobStore, owner: str | None = None, *, everyone: bool = False):
-    """Stored sweeps, oldest first: `owner`'s, or all of them with everyone=True."""
+def list_sweeps(store: BlobStore) -> list[SweepSpec]:
+    """Every stored sweep, oldest first (scans the store)."""
     sweeps = []
     for key in store.keys("sweeps"):
         if key.endswith(".json"):
-            spec = SweepSpec.model_validate(store.get_json(key))
-            if everyone or spec.owner == owner:
-                sweeps.append(spec)
+            sweeps.append(SweepSpec.model_validate(store.get_json(key)))
     return sorted(sweeps, key=lambda s: (s.created_at, s.id))
 
 

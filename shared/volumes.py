@@ -9,7 +9,8 @@ for voxel in any viewer.
 Reading is defensive because uploads arrive here: the header is parsed first, the
 shape, dtype and voxel count are checked against the limits before any voxel data
 is read, and a gzip stream is never decompressed past the size the header
-declares, so a gzip bomb costs at most `max_decompressed_bytes`.
+declares, so a gzip bomb costs at most `max_volume_bytes` (plus the header's
+extensions, at most MAX_EXTENSION_BYTES).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import gzip
 import io
 import math
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,12 @@ _CHUNK = 1 << 20
 # A gzip member may legitimately end with a little padding after the voxel data;
 # more than this is refused rather than decompressed.
 _MAX_TRAILING_BYTES = 1 << 20
+#: Bytes of NIfTI header extensions accepted between the header and the voxels.
+MAX_EXTENSION_BYTES = 16 * 1024**2
+#: Accepted voxel edge lengths in mm: from microscopy-fine to coarser than any MRA.
+VOXEL_SIZE_RANGE_MM = (1e-3, 50.0)
+#: How far (in voxels) two affines may differ and still describe the same grid.
+GRID_TOLERANCE = 1e-2
 
 
 @dataclass
@@ -66,46 +74,98 @@ def read_volume(
     source: str | Path | bytes,
     *,
     max_voxels: int | None = None,
-    max_decompressed_bytes: int | None = None,
+    max_volume_bytes: int | None = None,
+    label: str | None = None,
 ) -> Volume:
     """Read a NIfTI-1 volume from a path or from the bytes of a .nii/.nii.gz file.
+    Error messages call it `label` when given (an upload's server-side temp path
+    means nothing to the client), else by its path.
 
     Raises InvalidVolumeError for anything that is not a finite 3D volume of a
-    supported dtype, and VolumeTooLargeError when a limit is exceeded.
-    """
-    name = "upload" if isinstance(source, bytes | bytearray | memoryview) else str(source)
+    supported dtype on a sane grid (see `check_geometry`), and VolumeTooLargeError
+    when a limit is exceeded. The voxels are read straight into one array: reading
+    costs the volume's size once, plus its NIfTI extensions."""
+    if label:
+        name = label
+    else:
+        name = "upload" if isinstance(source, bytes | bytearray | memoryview) else str(source)
     try:
         with _open_stream(source) as raw:
             magic = raw.read(2)
             raw.seek(0)
             if magic == _GZIP_MAGIC:
                 with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-                    file_bytes = _read_nifti_bytes(stream, name, max_voxels, max_decompressed_bytes)
+                    volume = _read_nifti(stream, name, max_voxels, max_volume_bytes)
                     _drain_gzip(stream, name)
             else:
-                file_bytes = _read_nifti_bytes(raw, name, max_voxels, max_decompressed_bytes)
+                volume = _read_nifti(raw, name, max_voxels, max_volume_bytes)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise InvalidVolumeError(f"{name}: corrupt or truncated gzip stream ({exc})") from exc
     except (IsADirectoryError, PermissionError) as exc:
         raise InvalidVolumeError(f"cannot read {name}: {exc.strerror}") from exc
+    return volume
 
-    try:
-        image = nib.Nifti1Image.from_bytes(file_bytes)
-        data = np.asanyarray(image.dataobj.get_unscaled())
-    except Exception as exc:  # nibabel raises many types for malformed files
-        raise InvalidVolumeError(f"{name}: not a readable NIfTI-1 file ({exc})") from exc
 
-    # Stored values are kept as they are; the scaling stays in the header so that a
-    # volume written back with this header displays the same intensities.
-    header = image.header.copy()
-    header.set_slope_inter(image.dataobj.slope, image.dataobj.inter)
-    data = data.astype(data.dtype.newbyteorder("="), copy=False)
-    data = data.reshape(data.shape[:3])  # drop the singleton axes checked in the header
-    if data.dtype.kind == "f":
-        bad = data.size - int(np.count_nonzero(np.isfinite(data)))
-        if bad:
-            raise InvalidVolumeError(f"{name}: {bad} voxel(s) are NaN or infinite")
-    return Volume(data=data, affine=np.asarray(image.affine, dtype=np.float64), header=header)
+def check_geometry(header: nib.Nifti1Header, name: str = "volume") -> np.ndarray:
+    """Refuse a header whose grid is not a real one; return its affine.
+
+    Voxel sizes must be finite and within VOXEL_SIZE_RANGE_MM (they set filter sizes
+    and resampling, so an absurd one would make a job run without end), every affine
+    the header declares (sform, qform) finite and invertible, and the intensity
+    scaling finite. Checked at upload, so no job ever starts on such a grid."""
+    low, high = VOXEL_SIZE_RANGE_MM
+    zooms = np.asarray(header["pixdim"][1:4], dtype=np.float64)
+    if not np.all(np.isfinite(zooms)):
+        raise InvalidVolumeError(f"{name}: the voxel size (pixdim) {_mm(zooms)} is not finite")
+    # Every affine a reader may pick (viewers differ in which one wins); this package
+    # uses the sform, else the qform, else the one pixdim implies.
+    declared = {}
+    if int(header["qform_code"]) > 0:
+        declared["qform"] = header.get_qform
+    if int(header["sform_code"]) > 0:
+        declared["sform"] = header.get_sform
+    if not declared:
+        declared["pixdim"] = header.get_best_affine
+    for label, get in declared.items():
+        try:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                affine = np.asarray(get(), dtype=np.float64)
+        except Exception as exc:  # nibabel raises several types for broken quaternions
+            raise InvalidVolumeError(f"{name}: the {label} affine is unreadable ({exc})") from exc
+        if not np.all(np.isfinite(affine)):
+            raise InvalidVolumeError(f"{name}: the {label} affine holds NaN or infinite values")
+        sizes = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+        if not np.all((sizes >= low) & (sizes <= high)):
+            raise InvalidVolumeError(
+                f"{name}: the {label} affine gives voxel sizes {_mm(sizes)}; "
+                f"each must be between {low:g} and {high:g} mm"
+            )
+        # Invertible, not merely non-zero columns: no two axes along one direction.
+        if abs(np.linalg.det(affine[:3, :3])) < 1e-6 * float(np.prod(sizes)):
+            raise InvalidVolumeError(f"{name}: the {label} affine is singular (axes collapse)")
+    spacing = np.abs(zooms)
+    if not np.all((spacing >= low) & (spacing <= high)):
+        raise InvalidVolumeError(
+            f"{name}: voxel size {_mm(spacing)} (pixdim); each must be between "
+            f"{low:g} and {high:g} mm"
+        )
+    slope, inter = float(header["scl_slope"]), float(header["scl_inter"])
+    scaled = math.isfinite(slope) and slope != 0  # 0 or NaN slope: no scaling
+    if math.isinf(slope) or (scaled and not math.isfinite(inter)):
+        raise InvalidVolumeError(
+            f"{name}: the intensity scaling (scl_slope {slope:g}, scl_inter {inter:g}) "
+            "is not finite"
+        )
+    return np.asarray(header.get_best_affine(), dtype=np.float64)
+
+
+def same_grid(affine: np.ndarray, other: np.ndarray) -> bool:
+    """Whether two affines place voxels within GRID_TOLERANCE of a voxel of each other
+    (masks saved by other tools round the affine differently)."""
+    affine, other = np.asarray(affine, np.float64), np.asarray(other, np.float64)
+    voxel_mm = float(np.sqrt((affine[:3, :3] ** 2).sum(axis=0)).min())
+    return bool(np.abs(affine[:3] - other[:3]).max() <= GRID_TOLERANCE * voxel_mm)
 
 
 def write_volume(path: str | Path, data: np.ndarray, like: Volume) -> Path:
@@ -162,10 +222,11 @@ def _open_stream(source: str | Path | bytes) -> BinaryIO:
     return open(source, "rb")  # noqa: SIM115 - closed by the caller's with-block
 
 
-def _read_nifti_bytes(
-    stream: BinaryIO, name: str, max_voxels: int | None, max_decompressed_bytes: int | None
-) -> bytes:
-    """Read the header, check it against the limits, then read exactly the declared data."""
+def _read_nifti(
+    stream: BinaryIO, name: str, max_voxels: int | None, max_volume_bytes: int | None
+) -> Volume:
+    """Read and check the header against the limits, then read exactly the declared
+    voxels into one array."""
     head = _read_up_to(stream, NIFTI1_HEADER_NBYTES)
     header = _parse_header(head, name)
     shape, dtype = _checked_shape_and_dtype(header, name)
@@ -174,18 +235,54 @@ def _read_nifti_bytes(
         raise VolumeTooLargeError(
             f"{name}: {n_voxels} voxels {shape} exceed the limit of {max_voxels}"
         )
-    total = int(header.get_data_offset()) + n_voxels * dtype.itemsize
-    if max_decompressed_bytes is not None and total > max_decompressed_bytes:
+    data_nbytes = n_voxels * dtype.itemsize
+    if max_volume_bytes is not None and data_nbytes > max_volume_bytes:
         raise VolumeTooLargeError(
-            f"{name}: the decompressed file would be {total} bytes, "
-            f"over the limit of {max_decompressed_bytes}"
+            f"{name}: {shape} {dtype.name} voxels take {data_nbytes} bytes, over the limit "
+            f"of {max_volume_bytes} (VESSELZIP_MAX_VOLUME_BYTES)"
         )
-    rest = _read_up_to(stream, total - len(head))
-    if len(head) + len(rest) < total:
+    offset = _checked_data_offset(header, name)
+    extensions = _read_up_to(stream, offset - NIFTI1_HEADER_NBYTES)
+    if len(extensions) < offset - NIFTI1_HEADER_NBYTES:
+        raise InvalidVolumeError(f"{name}: truncated file (it ends before the voxel data)")
+    try:
+        header = nib.Nifti1Header.from_fileobj(io.BytesIO(head + extensions), check=False)
+    except Exception as exc:
+        raise InvalidVolumeError(f"{name}: unreadable NIfTI header ({exc})") from exc
+    affine = check_geometry(header, name)
+
+    data = np.empty(n_voxels, dtype=dtype)
+    got = _read_into(stream, memoryview(data).cast("B"))
+    if got < data.nbytes:
         raise InvalidVolumeError(
-            f"{name}: truncated file ({len(head) + len(rest)} of {total} bytes)"
+            f"{name}: truncated file ({offset + got} of {offset + data_nbytes} bytes)"
         )
-    return head + rest
+    data = data.reshape(shape[:3], order="F")  # NIfTI stores x fastest
+    if data.dtype.byteorder not in ("=", "|"):
+        data = data.astype(data.dtype.newbyteorder("="))
+    if data.dtype.kind == "f":
+        bad = data.size - int(np.count_nonzero(np.isfinite(data)))
+        if bad:
+            raise InvalidVolumeError(f"{name}: {bad} voxel(s) are NaN or infinite")
+    # Stored values are kept as they are; the scaling stays in the header so that a
+    # volume written back with this header displays the same intensities.
+    slope, inter = header.get_slope_inter()
+    header.set_slope_inter(1.0 if slope is None else slope, 0.0 if inter is None else inter)
+    return Volume(data=data, affine=affine, header=header)
+
+
+def _checked_data_offset(header: nib.Nifti1Header, name: str) -> int:
+    """Where the voxels start: after the 352-byte header, at most MAX_EXTENSION_BYTES later."""
+    offset = float(header["vox_offset"])
+    first = NIFTI1_HEADER_NBYTES + 4
+    if not math.isfinite(offset) or offset != int(offset):
+        raise InvalidVolumeError(f"{name}: the data offset (vox_offset {offset:g}) is not valid")
+    if not first <= offset <= first + MAX_EXTENSION_BYTES:
+        raise InvalidVolumeError(
+            f"{name}: the data offset (vox_offset {offset:g}) must be between {first} and "
+            f"{first + MAX_EXTENSION_BYTES} (header extensions up to {MAX_EXTENSION_BYTES} bytes)"
+        )
+    return int(offset)
 
 
 def _parse_header(head: bytes, name: str) -> nib.Nifti1Header:
@@ -230,6 +327,18 @@ def _checked_shape_and_dtype(
     return shape, dtype
 
 
+def _read_into(stream: BinaryIO, buffer: memoryview) -> int:
+    """Fill `buffer` from the stream in chunks; returns the bytes read (fewer only at
+    the end of the stream)."""
+    filled = 0
+    while filled < len(buffer):
+        count = stream.readinto(buffer[filled : filled + _CHUNK])
+        if not count:
+            break
+        filled += count
+    return filled
+
+
 def _read_up_to(stream: BinaryIO, nbytes: int) -> bytes:
     """Read `nbytes` (fewer only at end of stream) in chunks, never more."""
     parts = []
@@ -250,6 +359,10 @@ def _drain_gzip(stream: BinaryIO, name: str) -> None:
         trailing += len(part)
         if trailing > _MAX_TRAILING_BYTES:
             raise InvalidVolumeError(f"{name}: the gzip stream holds far more data than declared")
+
+
+def _mm(values) -> str:
+    return " x ".join(f"{float(v):g}" for v in values) + " mm"
 
 
 def _dtype_names() -> str:

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vesselzip.codecs import Codec, codec_ids, get_codec, parse_codec_spec, register_codec
 from vesselzip.codecs import base as codec_base
-from vesselzip.codecs.zfp import fixed_rate_nbytes, working_dtype
+from vesselzip.codecs.zfp import fixed_rate_nbytes, stream_header, working_dtype
 from vesselzip.errors import CorruptBlobError, InvalidCodecConfigError, InvalidVolumeError
 
 DTYPES = ["uint8", "int8", "int16", "uint16", "int32", "float32", "float64"]
@@ -403,3 +403,33 @@ def test_encode_leaves_the_input_untouched_and_float32_decodes_in_place(rng):
     np.testing.assert_array_equal(array, before)
     fortran = np.asfortranarray(array)
     np.testing.assert_array_equal(round_trip(codec, fortran)[0], round_trip(codec, array)[0])
+
+
+def test_a_zfp_header_claiming_a_huge_volume_is_refused_before_decoding():
+    """A crafted stream whose own header says 2048^3 (32 GiB of float32) while the
+    container says 8^3: refused from the header, before zfpy allocates anything."""
+    import tracemalloc
+
+    codec = get_codec({"id": "zfp", "mode": "rate", "value": 8})
+    payload = bytearray(codec.encode(np.zeros((8, 8, 8), np.float32)))
+    assert stream_header(payload) == (np.dtype(np.float32), (8, 8, 8))
+    words = int.from_bytes(payload[:16], "little")
+    for axis in range(3):  # each size - 1 in 16 bits, after magic (32) and type+dims (4)
+        shift = 32 + 4 + 16 * axis
+        words = (words & ~(0xFFFF << shift)) | (2047 << shift)
+    payload[:16] = words.to_bytes(16, "little")
+    assert stream_header(payload) == (np.dtype(np.float32), (2048, 2048, 2048))
+    tracemalloc.start()
+    with pytest.raises(CorruptBlobError, match=r"declares float32 \(2048, 2048, 2048\)"):
+        codec.decode(bytes(payload), (8, 8, 8), np.float32)
+    assert tracemalloc.get_traced_memory()[1] < 1 << 20
+    tracemalloc.stop()
+    with pytest.raises(CorruptBlobError, match="not a zfp stream"):
+        codec.decode(b"\0" * 64, (8, 8, 8), np.float32)
+
+
+@pytest.mark.parametrize("value", ["9" * 400, "1e999", "nan", "1" * 5000])
+def test_absurd_numbers_in_a_codec_spec_are_config_errors(value):
+    for mode in ("rate", "tolerance", "precision", "relative_tolerance"):
+        with pytest.raises(InvalidCodecConfigError):
+            parse_codec_spec(f"zfp:{mode}={value}")

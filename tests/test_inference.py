@@ -273,3 +273,14 @@ def test_flip_averaging_cancels_a_bias_that_flips_would_undo():
     # Eight passes of one window each, reported as they happen.
     assert len(calls) == 8 + 1 and calls[-1] == 1.0
     assert calls[:8] == sorted(calls[:8]) and calls[0] == pytest.approx(1 / 8)
+
+
+def test_resampling_may_not_grow_a_volume_without_bound():
+    from vesselzip.errors import InvalidVolumeError
+    from vesselzip.model.inference import MAX_UPSAMPLING, ras_grid, resampled_shape
+
+    coarse = ras_grid((16, 16, 16), np.diag([10.0, 10.0, 10.0, 1.0]))
+    assert resampled_shape(coarse, (5.0, 5.0, 5.0)) == (32, 32, 32)  # exactly 8x: allowed
+    assert MAX_UPSAMPLING == 8
+    with pytest.raises(InvalidVolumeError, match="over 8x its voxels"):
+        resampled_shape(coarse, (0.3542,) * 3)

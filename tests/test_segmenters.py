@@ -170,3 +170,16 @@ def test_segment_command_with_flip_averaging(phantom_files, tiny_checkpoint, tmp
     # A filter has nothing to average.
     assert main([*command, "--model", "frangi"]) == 2
     assert "needs a network model" in capsys.readouterr().err
+
+
+def test_frangi_scales_are_capped_in_voxels_so_tiny_voxels_cannot_stall_a_worker():
+    """At 1e-3 and 1e-2 mm every physical scale is hundreds of voxels wide; both are
+    filtered at the cap (a quarter of this 32^3 volume), so they give the same
+    vesselness, computed in the time of an ordinary volume."""
+    from vesselzip.model.baselines import frangi_vesselness
+
+    image = make_phantom(seed=3, shape=(32, 32, 32)).image.astype(np.float32)
+    tiny = frangi_vesselness(image, (1e-3,) * 3)
+    small = frangi_vesselness(image, (1e-2,) * 3)
+    np.testing.assert_allclose(tiny, small, rtol=1e-5, atol=1e-6)
+    assert np.any(tiny > 0)

@@ -313,7 +313,7 @@ def test_dataset_store_round_trip(tmp_path, phantom_pairs):
     loaded = load_dataset(store, dataset.id)
     assert [v.id for v in loaded.volumes] == ["phantom_000", "second"]
     assert loaded.volumes[1].truth_key is None
-    assert [d.id for d in list_datasets(store, "alice")] == [dataset.id]
+    assert {d.id: d.owner for d in list_datasets(store)} == {dataset.id: "alice", other.id: "bob"}
     assert delete_dataset(store, dataset.id) == 2
     assert not any(store.keys(f"datasets/{dataset.id}"))
     with pytest.raises(NotFoundError):

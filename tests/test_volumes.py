@@ -201,7 +201,7 @@ def test_gzip_bomb_declaring_a_huge_volume_is_refused_before_inflating():
     bomb += b"".join(compressor.compress(zeros) for _ in range(64)) + compressor.flush()
     assert len(bomb) < 200_000
     with pytest.raises(VolumeTooLargeError, match="over the limit"):
-        read_volume(bomb, max_decompressed_bytes=16 << 20)
+        read_volume(bomb, max_volume_bytes=16 << 20)
 
 
 def test_gzip_bomb_hidden_after_a_small_volume_is_refused():
@@ -211,14 +211,14 @@ def test_gzip_bomb_hidden_after_a_small_volume_is_refused():
     bomb = compressor.compress(raw)
     bomb += b"".join(compressor.compress(zeros) for _ in range(32)) + compressor.flush()
     with pytest.raises(InvalidVolumeError, match="more data than declared"):
-        read_volume(bomb, max_decompressed_bytes=1 << 30)
+        read_volume(bomb, max_volume_bytes=1 << 30)
 
 
-def test_decompressed_size_limit_counts_the_whole_file(rng):
+def test_volume_size_limit_counts_the_voxel_bytes(rng):
     payload = nifti_bytes(random_volume(rng, "int16", shape=(10, 10, 10)))
-    read_volume(payload, max_decompressed_bytes=352 + 2000)
-    with pytest.raises(VolumeTooLargeError):
-        read_volume(payload, max_decompressed_bytes=352 + 1999)
+    read_volume(payload, max_volume_bytes=2000)
+    with pytest.raises(VolumeTooLargeError, match="VESSELZIP_MAX_VOLUME_BYTES"):
+        read_volume(payload, max_volume_bytes=1999)
 
 
 def test_a_directory_is_a_clear_error(tmp_path):

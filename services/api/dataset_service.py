@@ -8,12 +8,14 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
+from redis import Redis
 from vesselzip.datasets import (
     Dataset,
     DatasetEntry,
     VolumeEntry,
     add_volume,
     create_dataset,
+    dataset_id_for,
     delete_dataset,
     list_datasets,
     load_dataset,
@@ -21,7 +23,7 @@ from vesselzip.datasets import (
 from vesselzip.errors import VesselzipError
 from vesselzip.settings import Settings
 from vesselzip.store import BlobStore
-from vesselzip_api.errors import ForbiddenError
+from vesselzip_api.access import check_access, may_access
 from vesselzip_api.job_service import Upload
 from vesselzip_api.sweep_schemas import (
     DatasetDeleted,
@@ -33,11 +35,16 @@ from vesselzip_api.sweep_schemas import (
 from vesselzip_api.sweep_service import SweepService
 
 _COPY_CHUNK = 1024 * 1024
+# How long one dataset request may hold its idempotency key (and another may wait).
+_CREATE_LOCK_S = 600
 
 
 class DatasetService:
-    def __init__(self, settings: Settings, store: BlobStore, sweeps: SweepService):
+    def __init__(
+        self, settings: Settings, connection: Redis, store: BlobStore, sweeps: SweepService
+    ):
         self.settings = settings
+        self.redis = connection
         self.store = store
         self.sweeps = sweeps
         # Validating a volume holds it in memory: bound how many at once.
@@ -65,6 +72,22 @@ class DatasetService:
                 f"{len(images)} image(s) but {len(truths)} truth(s): give one truth per "
                 "image (in the same order) or none"
             )
+        if not idempotency_key:
+            return self._create(name, images, truths, owner, None, base_url)
+        # One request at a time per key: a second one waits, then gets the whole dataset.
+        lock = f"vesselzip:dataset-lock:{dataset_id_for(owner, idempotency_key)}"
+        with self.redis.lock(lock, timeout=_CREATE_LOCK_S, blocking_timeout=_CREATE_LOCK_S):
+            return self._create(name, images, truths, owner, idempotency_key, base_url)
+
+    def _create(
+        self,
+        name: str | None,
+        images: list[Upload],
+        truths: list[Upload],
+        owner: str | None,
+        idempotency_key: str | None,
+        base_url: str,
+    ) -> tuple[DatasetInfo, bool]:
         dataset, created = create_dataset(
             self.store, name=name, owner=owner, idempotency_key=idempotency_key
         )
@@ -109,7 +132,7 @@ class DatasetService:
                     name=name,
                     filename=image.filename,
                     max_voxels=self.settings.max_voxels,
-                    max_decompressed_bytes=self.settings.max_decompressed_bytes,
+                    max_volume_bytes=self.settings.max_volume_bytes,
                 )
         finally:
             for path in temp_paths:
@@ -133,7 +156,8 @@ class DatasetService:
         return DatasetList(
             datasets=[
                 self._summary(entry, base_url, len(load_dataset(self.store, entry.id).volumes))
-                for entry in list_datasets(self.store, owner)
+                for entry in list_datasets(self.store)
+                if may_access(self.settings, entry.owner, owner)
             ]
         )
 
@@ -147,10 +171,8 @@ class DatasetService:
         return DatasetDeleted(id=dataset_id, volumes_deleted=removed, jobs_cancelled=cancelled)
 
     # -- views ------------------------------------------------------------------
-    @staticmethod
-    def _authorize(dataset: Dataset, owner: str | None) -> None:
-        if dataset.owner is not None and dataset.owner != owner:
-            raise ForbiddenError(f"dataset {dataset.id} belongs to another API key")
+    def _authorize(self, dataset: Dataset, owner: str | None) -> None:
+        check_access(self.settings, dataset.owner, owner, f"dataset {dataset.id}")
 
     def _summary(self, entry: DatasetEntry, base_url: str, n_volumes: int) -> DatasetSummary:
         return DatasetSummary(

@@ -27,7 +27,8 @@ from vesselzip.jobs import (
 )
 from vesselzip.settings import Settings
 from vesselzip.store import BlobStore
-from vesselzip_api.errors import ForbiddenError, JobNotReadyError
+from vesselzip_api.access import check_access
+from vesselzip_api.errors import JobNotReadyError
 from vesselzip_api.schemas import JobCreated, JobDeleted, JobLinks, JobStatus, StageSeconds
 from vesselzip_worker import queues
 from vesselzip_worker.records import JobRecord, JobRecords
@@ -108,15 +109,16 @@ class JobService:
                     codec,
                     filename=_display_name(image.filename),
                     max_voxels=self.settings.max_voxels,
-                    max_decompressed_bytes=self.settings.max_decompressed_bytes,
+                    max_volume_bytes=self.settings.max_volume_bytes,
                 )
                 truth_bytes = None
                 if truth_path is not None:
                     truth_bytes = prepare_truth(
                         truth_path,
                         compressed.shape,
+                        compressed.affine,
                         max_voxels=self.settings.max_voxels,
-                        max_decompressed_bytes=self.settings.max_decompressed_bytes,
+                        max_volume_bytes=self.settings.max_volume_bytes,
                     )
             for path in temp_paths:
                 path.unlink(missing_ok=True)
@@ -233,8 +235,7 @@ class JobService:
 
     # -- helpers ----------------------------------------------------------------
     def _authorize(self, job_owner: str | None, caller: str | None) -> None:
-        if self.settings.api_key_set and job_owner != caller:
-            raise ForbiddenError("this job belongs to another API key")
+        check_access(self.settings, job_owner, caller, "this job")
 
     def _view_of_record(self, record: JobRecord, base_url: str) -> JobStatus:
         spec = record.spec

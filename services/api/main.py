@@ -35,20 +35,32 @@ and, when a ground-truth mask came with it, score the mask (Dice, IoU, ...).
 """
 
 
-class UploadLimit:
-    """Refuses request bodies over `max_bytes` with a JSON 413: at once when the
-    Content-Length says so, otherwise as soon as the streamed body crosses the limit
-    (nothing beyond the limit is ever spooled to disk)."""
+class RequestBodyGuard:
+    """Bounds what reading a request body may cost.
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    Size: a body over `max_bytes` is refused with a JSON 413, at once when the
+    Content-Length says so, otherwise as soon as the streamed body crosses the limit
+    (nothing beyond the limit is ever spooled to disk). Time: a client that sends
+    nothing for `idle_timeout_s` while its body is unfinished is answered 408 and its
+    connection closed, so a stalled upload releases what it holds."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, idle_timeout_s: float):
         self.app = app
         self.max_bytes = max_bytes
+        self.idle_timeout_s = idle_timeout_s
 
-    def _error(self) -> HTTPException:
+    def _too_large(self) -> HTTPException:
         return HTTPException(
             413,
             f"the request body exceeds the upload limit of {self.max_bytes} bytes "
             "(VESSELZIP_MAX_UPLOAD_BYTES)",
+        )
+
+    def _stalled(self) -> HTTPException:
+        return HTTPException(
+            408,
+            f"the request body stalled: nothing arrived for {self.idle_timeout_s:g} s "
+            "(VESSELZIP_BODY_READ_TIMEOUT_S)",
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -56,20 +68,27 @@ class UploadLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            error = self._error()
+            error = self._too_large()
             response = JSONResponse({"detail": error.detail}, status_code=413)
             return await response(scope, receive, send)
         seen = 0
+        body_done = False
 
-        async def counting_receive() -> Message:
-            nonlocal seen
-            message = await receive()
+        async def guarded_receive() -> Message:
+            nonlocal seen, body_done
+            if body_done:  # later reads wait for the disconnect: no time limit
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.idle_timeout_s)
+            except asyncio.TimeoutError:
+                raise self._stalled() from None  # FastAPI passes it through form parsing
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise self._error()  # FastAPI passes HTTPException through form parsing
+                raise self._too_large()
+            body_done = message["type"] != "http.request" or not message.get("more_body")
             return message
 
-        await self.app(scope, counting_receive, send)
+        await self.app(scope, guarded_receive, send)
 
 
 class RequestTimer:
@@ -99,7 +118,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.job_service = JobService(settings, connection, store)
         app.state.sweep_service = SweepService(settings, connection, store, app.state.job_service)
-        app.state.dataset_service = DatasetService(settings, store, app.state.sweep_service)
+        app.state.dataset_service = DatasetService(
+            settings, connection, store, app.state.sweep_service
+        )
         app.state.probe = Probe(settings, connection, store)
         app.state.metrics_registry = metrics_registry(settings, connection)
         # Import the codec stack now rather than during the first upload.
@@ -119,7 +140,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        RequestBodyGuard,
+        max_bytes=settings.max_upload_bytes,
+        idle_timeout_s=settings.body_read_timeout_s,
+    )
     app.add_middleware(RequestTimer)
     app.include_router(jobs.router)
     app.include_router(datasets.router)
@@ -130,6 +155,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(VesselzipError)
     async def vesselzip_error(request: Request, exc: VesselzipError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        # A defect, not the request's fault; still a JSON body, and no internals in it.
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            {"detail": "internal error; the gateway's log has the details"}, status_code=500
+        )
+
+    @app.exception_handler(redis.exceptions.LockError)
+    async def busy(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {
+                "detail": "another request with the same idempotency key is still running; "
+                "try again when it has finished"
+            },
+            status_code=409,
+        )
 
     @app.exception_handler(redis.exceptions.ConnectionError)
     @app.exception_handler(redis.exceptions.TimeoutError)

@@ -42,7 +42,7 @@ from vesselzip.sweeps import (
     sweep_summary,
 )
 from vesselzip.weights import model_identity
-from vesselzip_api.errors import ForbiddenError
+from vesselzip_api.access import check_access, may_access
 from vesselzip_api.job_service import JobService
 from vesselzip_api.sweep_schemas import (
     CellFailure,
@@ -81,8 +81,7 @@ class SweepService:
         already. The same idempotency key (or, without one, the same dataset, grid and
         model) gives the same sweep; POSTing it again reruns only failed or lost jobs."""
         dataset = load_dataset(self.store, request.dataset)
-        if dataset.owner is not None and dataset.owner != owner:
-            raise ForbiddenError(f"dataset {dataset.id} belongs to another API key")
+        check_access(self.settings, dataset.owner, owner, f"dataset {dataset.id}")
         if not dataset.volumes:
             raise VesselzipError(f"dataset {dataset.id} has no volumes yet")
         grid = parse_grid(request.grid)
@@ -192,8 +191,7 @@ class SweepService:
 
     def _load(self, sweep_id: str, owner: str | None) -> SweepSpec:
         spec = load_sweep(self.store, sweep_id)
-        if spec.owner is not None and spec.owner != owner:
-            raise ForbiddenError(f"sweep {sweep_id} belongs to another API key")
+        check_access(self.settings, spec.owner, owner, f"sweep {sweep_id}")
         return spec
 
     def summary(self, sweep_id: str, owner: str | None) -> dict[str, Any]:
@@ -252,7 +250,8 @@ class SweepService:
                     total_jobs=len(spec.cells),
                     created_at=_when(spec.created_at),
                 )
-                for spec in list_sweeps(self.store, owner)
+                for spec in list_sweeps(self.store)
+                if may_access(self.settings, spec.owner, owner)
             ]
         )
 
@@ -262,7 +261,7 @@ class SweepService:
         cancelled = 0
         job_ids = {
             cell.job_id
-            for spec in list_sweeps(self.store, everyone=True)
+            for spec in list_sweeps(self.store)
             if spec.dataset_id == dataset_id
             for cell in spec.cells
         }

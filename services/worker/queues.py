@@ -7,12 +7,13 @@ The RQ job id is the vesselzip job id; its only argument is the JobSpec as a dic
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from redis import Redis
 from rq import Callback, Queue, Retry
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -20,7 +21,7 @@ from rq.timeouts import TimerDeathPenalty
 from rq.worker import Worker
 from vesselzip.jobs import JobSpec
 from vesselzip.settings import QUEUE_NAMES, Settings
-from vesselzip_worker.records import TERMINAL_STATES, JobRecord, JobRecords
+from vesselzip_worker.records import TERMINAL_STATES, JobRecord, JobRecords, unreadable_reason
 
 log = logging.getLogger("vesselzip.queues")
 
@@ -28,6 +29,8 @@ TASK = "vesselzip_worker.tasks.run_segmentation_job"
 ON_FAILURE = "vesselzip_worker.tasks.on_job_failure"
 # RQ's own data for a job only needs to outlive the job briefly: our record has the result.
 RQ_RESULT_TTL_S = 3600
+# The longest wait before a retry, however many attempts came before.
+MAX_RETRY_BACKOFF_S = 300.0
 
 
 def connect(url: str) -> Redis:
@@ -52,13 +55,26 @@ def enqueue(spec: JobSpec, *, queue: str, connection: Redis, settings: Settings)
             job_id=spec.job_id,
             timeout=settings.job_timeout_s,
             result_ttl=RQ_RESULT_TTL_S,
-            retry=Retry(max=settings.job_retries) if settings.job_retries else None,
+            retry=retry_policy(settings),
             on_failure=Callback(ON_FAILURE),
             description=f"segment {spec.image.filename or spec.job_id} with {spec.model}",
         )
     except BaseException:
         records.delete(spec.job_id)
         raise
+
+
+def retry_policy(settings: Settings) -> Retry | None:
+    """Retries after a backoff that doubles per attempt. RQ puts a job to retry in its
+    scheduled registry; the workers' scheduler moves it back to its queue when due. RQ
+    schedules in whole seconds, so a wait may come out up to a second shorter or longer."""
+    if not settings.job_retries:
+        return None
+    waits = [
+        math.ceil(min(settings.job_retry_backoff_s * 2**n, MAX_RETRY_BACKOFF_S))
+        for n in range(settings.job_retries)
+    ]
+    return Retry(max=settings.job_retries, interval=waits)
 
 
 MODELS_KEY = "vesselzip:models"
@@ -105,7 +121,12 @@ def job_state(record: JobRecord, connection: Redis) -> JobState:
     """Combine our record with RQ's view (RQ knows queue positions and retries)."""
     if record.state in TERMINAL_STATES:
         return JobState(record.state, error=record.error)
-    rq_job = fetch_rq_job(record.job_id, connection)
+    if record.unreadable:
+        return JobState("failed", error=record.unreadable)
+    try:
+        rq_job = fetch_rq_job(record.job_id, connection)
+    except (ValueError, DeserializationError) as exc:  # written by another RQ, or damaged
+        return JobState("failed", error=unreadable_reason("its queue entry", exc))
     status = rq_job.get_status(refresh=False) if rq_job else None
     if status in _WAITING:
         position = rq_job.get_position() if status == JobStatus.QUEUED else None
@@ -123,9 +144,13 @@ def job_state(record: JobRecord, connection: Redis) -> JobState:
 
 
 def cancel(job_id: str, connection: Redis) -> None:
-    """Take a queued job out of its queue. A running job stops at its next progress
-    check (the record's cancel flag); RQ's stop command cannot reach an in-process job."""
-    rq_job = fetch_rq_job(job_id, connection)
+    """Take a queued job (or one waiting for a retry) out of its queue. A running job
+    stops at its next progress check (the record's cancel flag); one that makes none
+    within seconds is ended by its worker, which exits (see WarmWorker)."""
+    try:
+        rq_job = fetch_rq_job(job_id, connection)
+    except (ValueError, DeserializationError):  # unreadable: the worker fails it, cancelled
+        return
     if rq_job is None:
         return
     if rq_job.get_status(refresh=False) == JobStatus.STARTED:

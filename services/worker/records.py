@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
-from vesselzip.jobs import JobResult, JobSpec
+from vesselzip.jobs import ImageInfo, JobResult, JobSpec
 
 PREFIX = "vesselzip"
 TERMINAL_STATES = ("finished", "failed", "cancelled")
@@ -49,11 +49,33 @@ class JobRecord:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     result: JobResult | None = None
+    # Why this version cannot read the record (e.g. a spec another version wrote); such
+    # a record reads as failed with this reason, and `spec` keeps only its owner and keys.
+    unreadable: str | None = None
 
     @classmethod
     def from_hash(cls, job_id: str, raw: dict[bytes, bytes]) -> JobRecord:
-        get = {k.decode(): v.decode() for k, v in raw.items()}
+        get = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
+        try:
+            return cls._parse(job_id, get)
+        except ValueError as exc:  # pydantic's ValidationError and JSON errors among them
+            reason = unreadable_reason("its record", exc)
+            try:
+                spec = JobSpec.model_validate_json(get["spec"])
+            except ValueError:
+                spec = _readable_part_of_spec(job_id, get["spec"], get.get("queued_at"))
+            return cls(
+                job_id=job_id,
+                spec=spec,
+                state="cancelled" if get.get("cancel") == "1" else "failed",
+                queue=get.get("queue", ""),
+                cancel_requested=get.get("cancel") == "1",
+                error=reason,
+                unreadable=reason,
+            )
 
+    @classmethod
+    def _parse(cls, job_id: str, get: dict[str, str]) -> JobRecord:
         def number(name: str) -> float | None:
             return float(get[name]) if get.get(name) else None
 
@@ -74,6 +96,52 @@ class JobRecord:
             notes=json.loads(get.get("notes") or "[]"),
             result=JobResult.model_validate_json(get["result"]) if get.get("result") else None,
         )
+
+
+def unreadable_reason(what: str, exc: Exception) -> str:
+    """Why a job failed that this version cannot read, for its record."""
+    errors = getattr(exc, "errors", None)  # pydantic: say which field, not how many
+    if callable(errors) and errors():
+        first = errors()[0]
+        detail = f"{'.'.join(map(str, first['loc'])) or 'value'}: {first['msg']}"
+    else:
+        detail = str(exc) or str(exc.__cause__ or "") or type(exc).__name__
+    return (
+        f"the job cannot be read by this version of vesselzip ({what}: {detail}); "
+        "not retried, post it again"
+    )
+
+
+def _readable_part_of_spec(job_id: str, raw: str, queued_at: str | None) -> JobSpec:
+    """A stand-in for a spec that does not validate: its owner (access checks) and the
+    store keys it owns (DELETE removes them) when those can be read, nothing else."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    data = data if isinstance(data, dict) else {}
+    owner = data.get("owner")
+    owned = data.get("owned_keys")
+    created_at = data.get("created_at")
+    if not isinstance(created_at, int | float) or created_at <= 0:
+        try:
+            created_at = float(queued_at or "")
+        except ValueError:
+            created_at = time.time()
+    return JobSpec.model_construct(
+        job_id=job_id,
+        blob_key=str(data.get("blob_key") or ""),
+        truth_key=None,
+        model=str(data.get("model") or "unknown"),
+        codec={},
+        image=ImageInfo(shape=(0, 0, 0), dtype="unknown", spacing=(0.0, 0.0, 0.0)),
+        owner=owner if isinstance(owner, str) else None,
+        owned_keys=[k for k in owned if isinstance(k, str)] if isinstance(owned, list) else [],
+        source_key=None,
+        compression={},
+        stage_seconds={},
+        created_at=created_at,
+    )
 
 
 class JobRecords:
@@ -152,6 +220,11 @@ class JobRecords:
         key = record_key(job_id)
         return self.redis.hget(key, "cancel") == b"1" or not self.redis.exists(key)
 
+    def cancel_requested(self, job_id: str) -> bool:
+        """Whether a client cancelled the job (a record that is merely gone, e.g. after a
+        Redis flush, is not a cancel request)."""
+        return self.redis.hget(record_key(job_id), "cancel") == b"1"
+
     def add_note(self, job_id: str, note: str) -> None:
         record = self.get(job_id)
         if record is not None:
@@ -169,27 +242,39 @@ class JobRecords:
     def finish(self, result: JobResult) -> bool:
         """Store the final result (finished or failed) and start the record's TTL.
         Returns False (and writes nothing) when the job was cancelled or deleted."""
-        key = record_key(result.job_id)
-        if self.is_cancelled(result.job_id):
-            return False
-        mapping: dict[str, Any] = {
-            "state": result.state,
-            "stage": "",
-            "progress": 1.0 if result.state == "finished" else 0.0,
-            "finished_at": result.finished_at,
-            "result": result.model_dump_json(),
-            "error": result.error or "",
-            "notes": json.dumps(result.notes),
-        }
-        with self.redis.pipeline() as pipe:
-            pipe.hset(key, mapping=mapping)
-            pipe.expire(key, self.ttl_s)
-            pipe.hincrby(STATS_KEY, result.state, 1)
-            pipe.execute()
-        if result.state == "finished":
+        ended = self._end(
+            result.job_id,
+            result.state,
+            {
+                "progress": 1.0 if result.state == "finished" else 0.0,
+                "finished_at": result.finished_at,
+                "result": result.model_dump_json(),
+                "error": result.error or "",
+                "notes": json.dumps(result.notes),
+            },
+        )
+        if ended and result.state == "finished":
             for stage, seconds in result.stage_seconds.items():
                 if stage not in ("upload", "compress"):  # observed when created
                     self.observe_stage(stage, seconds)
+        return ended
+
+    def fail(self, job_id: str, error: str) -> bool:
+        """Record a failure that has no JobResult (the job cannot be read) and start the
+        record's TTL. Returns False (and writes nothing) when it was cancelled or deleted."""
+        return self._end(
+            job_id, "failed", {"progress": 0.0, "finished_at": time.time(), "error": error}
+        )
+
+    def _end(self, job_id: str, state: str, fields: dict[str, Any]) -> bool:
+        if self.is_cancelled(job_id):
+            return False
+        key = record_key(job_id)
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, mapping={"state": state, "stage": "", **fields})
+            pipe.expire(key, self.ttl_s)
+            pipe.hincrby(STATS_KEY, state, 1)
+            pipe.execute()
         return True
 
     def cancel(self, job_id: str) -> None:

@@ -11,13 +11,13 @@ import time
 
 import redis
 from rq import get_current_job
-from rq.exceptions import AbandonedJobError
+from rq.exceptions import AbandonedJobError, DeserializationError
 from rq.timeouts import JobTimeoutException
-from vesselzip.errors import VesselzipError
+from vesselzip.errors import StoreUnavailableError, VesselzipError
 from vesselzip.jobs import JobResult, JobSpec, delete_job_data, run_job, save_result
 from vesselzip.settings import get_settings
 from vesselzip.store import open_store
-from vesselzip_worker.records import TERMINAL_STATES, JobRecords
+from vesselzip_worker.records import TERMINAL_STATES, JobRecords, unreadable_reason
 
 log = logging.getLogger("vesselzip.worker")
 
@@ -57,10 +57,14 @@ def run_segmentation_job(spec: dict) -> dict:
     from vesselzip.model import load_segmenter
 
     settings = get_settings()
-    store = open_store(settings.store_dir)
-    job_spec = JobSpec.model_validate(spec)
     rq_job = get_current_job()
     records = JobRecords(rq_job.connection, ttl_s=settings.record_ttl_s)
+    try:
+        job_spec = JobSpec.model_validate(spec)
+    except ValueError as exc:  # queued by another version, or damaged: retrying cannot help
+        fail_unreadable_job(records, rq_job.id, unreadable_reason("its spec", exc))
+        return {"state": "failed"}
+    store = open_store(settings.store_dir)
     record = records.begin_attempt(job_spec.job_id)
     if record is None:  # cancelled while it waited
         delete_job_data(store, job_spec.owned_keys, job_spec.job_id)
@@ -79,6 +83,8 @@ def run_segmentation_job(spec: dict) -> dict:
     except JobCancelled:
         delete_job_data(store, job_spec.owned_keys, job_spec.job_id)
         return {"state": "cancelled"}
+    except StoreUnavailableError:  # the store's fault, not the input's: worth retrying
+        raise
     except VesselzipError as exc:  # bad input: retrying cannot help
         result = JobResult.failed(job_spec, f"{reporter.stage} failed: {exc}")
     except JobTimeoutException:  # a deterministic job would time out again
@@ -92,20 +98,62 @@ def run_segmentation_job(spec: dict) -> dict:
         result.stage_seconds["queue_wait"] = max(0.0, record.started_at - record.queued_at)
     result.attempts = record.attempts
     result.notes = record.notes
-    save_result(store, result)
-    if not records.finish(result):  # deleted while it ran
+    if not record_result(records, result, settings.store_dir):  # deleted while it ran
         delete_job_data(store, job_spec.owned_keys, job_spec.job_id)
         return {"state": "cancelled"}
     return {"state": result.state}
 
 
+def record_result(records: JobRecords, result: JobResult, store_dir) -> bool:
+    """Write the result JSON to the store, then record the outcome in Redis. A store
+    that refuses the JSON does not lose the outcome: Redis gets it, with a note why the
+    store has no copy. Returns False when the job was cancelled or deleted meanwhile."""
+    try:
+        save_result(open_store(store_dir), result)
+    except Exception as exc:  # a full, read-only or vanished store
+        log.warning("job %s: its result could not be written to the store: %s", result.job_id, exc)
+        detail = exc if isinstance(exc, VesselzipError) else f"{type(exc).__name__}: {exc}"
+        result.notes = [*result.notes, f"the result could not be written to the store: {detail}"]
+    return records.finish(result)
+
+
+def fail_unreadable_job(records: JobRecords, job_id: str, reason: str) -> None:
+    """Fail a job this version cannot read, not to be retried: with a result (also in
+    the store) when its record can be read, in the record alone when it cannot."""
+    record = records.get(job_id)
+    if record is None or record.unreadable is not None:
+        records.fail(job_id, reason)
+        return
+    result = JobResult.failed(record.spec, reason, attempts=record.attempts, notes=record.notes)
+    record_result(records, result, get_settings().store_dir)
+
+
 def on_job_failure(job, connection, exc_type, exc_value, traceback) -> None:
     """RQ calls this when an attempt raised or its worker died (AbandonedJobError),
-    before it decides whether to retry. Record why; finalise when no attempt is left."""
+    before it decides whether to retry. Record why; finalise when no attempt is left.
+    Never raises: what it cannot record it logs."""
+    try:
+        _record_failure(job, connection, exc_type, exc_value)
+    except Exception:
+        log.exception("job %s: could not record its failure", job.id)
+
+
+def _record_failure(job, connection, exc_type, exc_value) -> None:
     settings = get_settings()
     records = JobRecords(connection, ttl_s=settings.record_ttl_s)
     record = records.get(job.id)
-    if record is None or record.state in TERMINAL_STATES:
+    if record is None:
+        return
+    unreadable = record.unreadable
+    if unreadable is None and exc_type is not None and issubclass(exc_type, DeserializationError):
+        # RQ cannot decode the payload (not this version's JSON): the same bytes again
+        # would fail again.
+        unreadable = unreadable_reason("its queue entry", exc_value or exc_type())
+    if unreadable is not None:
+        job.retries_left = 0  # RQ decides whether to retry after this, on this object
+        fail_unreadable_job(records, job.id, unreadable)
+        return
+    if record.state in TERMINAL_STATES:
         return
     stage = record.stage or "queue_wait"
     attempt = f"attempt {max(record.attempts, 1)}/{record.max_attempts}"
@@ -118,5 +166,4 @@ def on_job_failure(job, connection, exc_type, exc_value, traceback) -> None:
         records.requeued(job.id, f"{reason}; retried")
         return
     result = JobResult.failed(record.spec, reason, attempts=record.attempts, notes=record.notes)
-    save_result(open_store(settings.store_dir), result)
-    records.finish(result)
+    record_result(records, result, settings.store_dir)

@@ -41,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--queues", help="comma-separated queues, highest priority first")
     worker.add_argument("--burst", action="store_true", help="quit when the queues are empty")
     worker.add_argument("--name", help="worker name (default: a random id)")
+    # Given by `serve`: exit once that process is gone (even killed with SIGKILL).
+    worker.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     worker.add_argument(
         "--check",
         action="store_true",
@@ -90,9 +92,9 @@ def run_serve(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         overrides = {"VESSELZIP_STORE_DIR": str(store_dir)}
         if not settings.redis_url:
-            embedded = EmbeddedRedis(store_dir / "redis")
+            embedded = RedisSupervisor(EmbeddedRedis(store_dir / "redis"))
+            stack.callback(embedded.stop)  # also cleans up after a failed start
             overrides["VESSELZIP_REDIS_URL"] = embedded.start()
-            stack.callback(embedded.stop)
             print(f"vesselzip: embedded Redis at {embedded.url}", file=sys.stderr)
         # Workers, callbacks and the gateway all read the same environment.
         os.environ.update(overrides)
@@ -117,9 +119,59 @@ def _exit_cleanly(signum, frame) -> None:
     raise SystemExit(0)
 
 
+class RedisSupervisor:
+    """The embedded Redis, started again when it dies: on the same data (its
+    append-only file keeps the queued jobs) and the same socket, so the gateway and
+    the workers, which hold that URL, reconnect by themselves."""
+
+    def __init__(self, embedded):
+        self.embedded = embedded
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return self.embedded.url
+
+    def start(self) -> str:
+        url = self.embedded.start()
+        self._watcher = threading.Thread(target=self._watch, name="redis-watch", daemon=True)
+        self._watcher.start()
+        return url
+
+    def _watch(self) -> None:
+        delay_s, failed = 1.0, False
+        while not self._stopping.wait(delay_s):
+            if self.embedded.running():
+                continue
+            if not failed:
+                print(
+                    f"vesselzip: embedded Redis pid {self.embedded.pid} exited "
+                    f"({self.embedded.returncode}); starting it again",
+                    file=sys.stderr,
+                )
+            try:
+                self.embedded.start()
+                delay_s, failed = 1.0, False
+            except Exception as exc:  # e.g. its data cannot be read: try again, less often
+                delay_s, failed = min(2 * delay_s, 30.0), True
+                print(
+                    f"vesselzip: the embedded Redis did not start ({exc}); "
+                    f"trying again in {delay_s:.0f} s",
+                    file=sys.stderr,
+                )
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()  # it may be starting the server
+        self.embedded.stop()
+
+
 class WorkerSupervisor:
     """Worker subprocesses (each in its own session, so Ctrl-C reaches only `serve`,
-    which then stops them in order); one that dies is started again."""
+    which then stops them in order); one that dies is started again. Each exits by
+    itself if `serve` is killed outright."""
 
     def __init__(self, count: int):
         self.count = count
@@ -136,7 +188,8 @@ class WorkerSupervisor:
     @staticmethod
     def _spawn() -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "vesselzip", "worker"], start_new_session=True
+            [sys.executable, "-m", "vesselzip", "worker", "--parent-pid", str(os.getpid())],
+            start_new_session=True,
         )
 
     def _watch(self) -> None:
@@ -168,6 +221,7 @@ class WorkerSupervisor:
 
 # -- worker ----------------------------------------------------------------------
 def run_worker_command(args: argparse.Namespace) -> int:
+    import redis
     from vesselzip.errors import VesselzipError
     from vesselzip_worker.worker import run_worker
 
@@ -186,9 +240,36 @@ def run_worker_command(args: argparse.Namespace) -> int:
         ]
         print(f"{len(alive)} live worker(s) on {here}")
         return 0 if alive else 1
+    if args.parent_pid:
+        _exit_with_parent(args.parent_pid)
     queue_names = args.queues.split(",") if args.queues else None
-    run_worker(settings, queue_names, burst=args.burst, name=args.name)
+    try:
+        run_worker(settings, queue_names, burst=args.burst, name=args.name)
+    except redis.exceptions.ConnectionError:
+        if args.parent_pid and os.getppid() != args.parent_pid:
+            return 1  # serve went, and its Redis with it: nothing to report to
+        raise
     return 0
+
+
+def _exit_with_parent(parent_pid: int, grace_s: float = 10.0) -> None:
+    """Once `parent_pid` is no longer this process's parent (`serve` was killed, even
+    with SIGKILL): stop as on SIGTERM (the current job is finished), and exit at once
+    past the grace period (the job is then retried, as after any worker's death)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        with contextlib.suppress(OSError):  # serve's stderr may have gone with it
+            print(
+                f"vesselzip: worker pid {os.getpid()}: serve (pid {parent_pid}) is gone; stopping",
+                file=sys.stderr,
+            )
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 # -- demo ------------------------------------------------------------------------

@@ -94,7 +94,12 @@ def get_codec(config: dict[str, Any]) -> Codec:
         raise InvalidCodecConfigError(
             f"unknown codec {codec_id!r}; available: {', '.join(codec_ids())}"
         )
-    return cls.from_config(options)
+    try:
+        return cls.from_config(options)
+    except (ValueError, TypeError, OverflowError) as exc:
+        # A codec's own checks raise InvalidCodecConfigError; anything else a value can
+        # make it raise (a 400-digit number, say) is still the caller's config at fault.
+        raise InvalidCodecConfigError(f"invalid {codec_id} config {options!r}: {exc}") from exc
 
 
 def parse_codec_spec(spec: str) -> dict[str, Any]:

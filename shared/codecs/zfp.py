@@ -119,6 +119,13 @@ class ZfpCodec(Codec):
         work_dtype = working_dtype(dtype)
         shape = tuple(int(n) for n in shape)
         if self._pyzfp is None:
+            # zfpy allocates whatever the stream's own header declares: check it first.
+            declared = stream_header(payload)
+            if declared != (work_dtype, shape):
+                raise CorruptBlobError(
+                    f"the zfp stream declares {declared[0]} {declared[1]}, "
+                    f"expected {work_dtype} {shape}"
+                )
             try:
                 work = zfpy.decompress_numpy(bytes(payload))
             except Exception as exc:  # zfpy raises bare exceptions for bad streams
@@ -162,6 +169,23 @@ class ZfpCodec(Codec):
         return {"tolerance": tolerance}
 
 
+def stream_header(payload: bytes) -> tuple[np.dtype | None, tuple[int, ...]]:
+    """(scalar type, numpy shape) from a zfpy stream's header, without decoding it.
+
+    The header is 32 bits of magic ("zfp" and the codec version), then 52 bits of
+    metadata: the scalar type (2 bits), dimensions - 1 (2 bits) and, for 3D, each
+    size - 1 in 16 bits, fastest axis first."""
+    if len(payload) < 16 or bytes(payload[:3]) != b"zfp":
+        raise CorruptBlobError("the payload is not a zfp stream (no zfp header)")
+    meta = (int.from_bytes(bytes(payload[:16]), "little") >> 32) & ((1 << 52) - 1)
+    scalar = {2: np.dtype(np.float32), 3: np.dtype(np.float64)}.get(meta & 3)
+    dims = ((meta >> 2) & 3) + 1
+    if dims != 3:
+        return scalar, (dims,)  # never equal to a 3D shape
+    sizes = [((meta >> (4 + 16 * axis)) & 0xFFFF) + 1 for axis in range(3)]
+    return scalar, tuple(reversed(sizes))
+
+
 def working_dtype(dtype: np.dtype) -> np.dtype:
     """The float type zfp compresses a volume of `dtype` in."""
     dtype = np.dtype(dtype)
@@ -201,7 +225,7 @@ def _checked_value(mode: str, value: Any) -> float | int | None:
         if value is not None:
             raise InvalidCodecConfigError("zfp mode 'reversible' takes no value")
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _finite(value):
         raise InvalidCodecConfigError(f"zfp mode {mode!r} needs a numeric value, got {value!r}")
     if mode == "precision":
         if value != int(value) or not 1 <= value <= 64:
@@ -220,6 +244,13 @@ def _checked_value(mode: str, value: Any) -> float | int | None:
             f"zfp relative_tolerance must be above 0 and at most 1, got {value:g}"
         )
     return value
+
+
+def _finite(value: numbers.Real) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _zfp_keyword(mode: str) -> str:

@@ -18,6 +18,9 @@ Progress = Callable[[float], None]
 
 # Slabs of this many voxels are diagonalised at a time, bounding the 3x3 stack's memory.
 _EIGEN_CHUNK_VOXELS = 1 << 20
+# Largest filter scale in voxels: a kernel's cost grows with its width, and a scale
+# beyond a quarter of the volume (or this many voxels) measures no tube in it.
+MAX_SIGMA_VOXELS = 16.0
 
 
 @dataclass(frozen=True)
@@ -39,15 +42,17 @@ def hessian_eigenvalues(
     """Eigenvalues of the scale-normalised Hessian (per mm), sorted by magnitude
     |l1| <= |l2| <= |l3|, each float32 with the image's shape."""
     spacing = np.asarray(spacing, dtype=np.float64)
-    sigma_vox = sigma_mm / spacing
+    largest = np.minimum(MAX_SIGMA_VOXELS, np.maximum(np.asarray(image.shape) / 4.0, 0.5))
+    sigma_vox = np.minimum(sigma_mm / spacing, largest)
     hessian = np.empty((3, 3) + image.shape, dtype=np.float32)
     for i in range(3):
         for j in range(i, 3):
             order = [0, 0, 0]
             order[i] += 1
             order[j] += 1
-            # Per-voxel derivatives to per-mm, then sigma^2 for scale normalisation.
-            scale = sigma_mm**2 / (spacing[i] * spacing[j])
+            # Per-voxel derivatives to per-mm, then sigma^2 (in mm) for scale
+            # normalisation: together sigma_i * sigma_j in voxels.
+            scale = sigma_vox[i] * sigma_vox[j]
             component = ndimage.gaussian_filter(image, sigma_vox, order=order, mode="nearest")
             component *= np.float32(scale)
             hessian[i, j] = component

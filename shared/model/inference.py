@@ -20,10 +20,12 @@ import torch
 import torch.nn.functional as F
 from monai.data.utils import dense_patch_slices
 from monai.inferers import sliding_window_inference
-from vesselzip.errors import ModelNotAvailableError
+from vesselzip.errors import InvalidVolumeError, ModelNotAvailableError
 
 # The paper resamples RSNA MRA to this isotropic spacing (mm) before inference.
 PAPER_SPACING_MM = 0.3542
+#: Resampling may grow a volume at most this many times in voxels (2x per axis).
+MAX_UPSAMPLING = 8
 
 Progress = Callable[[float], None]
 #: Every subset of the three spatial axes of a (N, C, D, H, W) tensor: the 8 flips.
@@ -131,12 +133,21 @@ def ras_grid(shape: Sequence[int], affine: np.ndarray) -> RasGrid:
 
 
 def resampled_shape(grid: RasGrid, target_spacing: Sequence[float] | None) -> tuple[int, ...]:
+    """The grid's shape at `target_spacing`; refuses to grow the volume more than
+    MAX_UPSAMPLING times (a coarse grid would otherwise cost any amount of memory)."""
     if target_spacing is None:
         return grid.ras_shape
-    return tuple(
+    shape = tuple(
         max(1, round(n * s / t))
         for n, s, t in zip(grid.ras_shape, grid.ras_spacing, target_spacing, strict=True)
     )
+    if math.prod(shape) > MAX_UPSAMPLING * math.prod(grid.ras_shape):
+        spacing = " x ".join(f"{s:g}" for s in grid.ras_spacing)
+        raise InvalidVolumeError(
+            f"the model resamples to {target_spacing} mm: {spacing} mm voxels would grow "
+            f"the volume from {grid.ras_shape} to {shape}, over {MAX_UPSAMPLING}x its voxels"
+        )
+    return shape
 
 
 def preprocess(

@@ -22,6 +22,7 @@ def base_env(store_dir: Path, redis_url: str) -> dict[str, str]:
         "VESSELZIP_MAX_VOXELS": str(64**3),
         "VESSELZIP_MAX_UPLOAD_BYTES": str(4 * 1024**2),
         "VESSELZIP_JOB_RETRIES": "1",
+        "VESSELZIP_JOB_RETRY_BACKOFF_S": "0.2",
         "VESSELZIP_API_KEYS": "",
     }
 

@@ -1,65 +1,27 @@
-"""Hostile and malformed uploads: each gets a clear 4xx and leaves nothing behind
-(no blob, truth or temp file in the store, no job in Redis)."""
+"""Hostile and malformed uploads (the corpus in hostile.py): each gets a clear JSON
+4xx and leaves nothing behind (no blob, truth, dataset folder or temp file in the
+store, no job in Redis)."""
 
 from __future__ import annotations
 
-import gzip
-import io
+import ast
+import json
+from pathlib import Path
 
 import httpx
-import nibabel as nib
-import numpy as np
 import pytest
 
-
-def nifti(data: np.ndarray, *, version: int = 1, compress: bool = True) -> bytes:
-    cls = nib.Nifti1Image if version == 1 else nib.Nifti2Image
-    raw = cls(data, np.eye(4)).to_bytes()
-    return gzip.compress(raw) if compress else raw
-
-
-def gzip_bomb() -> bytes:
-    """A valid 8x8x8 header and voxels followed by 200 MB of zeros (~200 kB gzipped)."""
-    out = io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb") as stream:
-        stream.write(nib.Nifti1Image(np.zeros((8, 8, 8), np.int16), np.eye(4)).to_bytes())
-        zeros = bytes(1024 * 1024)
-        for _ in range(200):
-            stream.write(zeros)
-    return out.getvalue()
-
-
-def declared_huge() -> bytes:
-    """A header declaring 4096^3 voxels, with almost no data behind it."""
-    header = nib.Nifti1Header()
-    header.set_data_shape((4096, 4096, 4096))
-    header.set_data_dtype(np.int16)
-    return gzip.compress(header.binaryblock + b"\0" * 4 + b"\0" * 1024)
-
-
-GOOD = nifti(np.full((16, 16, 12), 100, np.int16))
-NAN = np.zeros((16, 16, 12), np.float32)
-NAN[3, 4, 5] = np.nan
-INF = np.zeros((16, 16, 12), np.float32)
-INF[1, 1, 1] = np.inf
-
-BAD_IMAGES = {
-    "random bytes": (b"\x1f\x8b" + bytes(range(256)) * 8, 422),
-    "plain text": (b"this is not a volume\n" * 100, 422),
-    "empty file": (b"", 422),
-    "truncated gzip": (GOOD[: len(GOOD) // 2], 422),
-    "truncated data": (nifti(np.ones((16, 16, 12), np.int16), compress=False)[:500], 422),
-    "4D volume": (nifti(np.zeros((8, 8, 8, 2), np.int16)), 422),
-    "2D image": (nifti(np.zeros((16, 16), np.int16)), 422),
-    "empty volume": (nifti(np.zeros((0, 8, 8), np.int16)), 422),
-    "NaN voxel": (nifti(NAN), 422),
-    "Inf voxel": (nifti(INF), 422),
-    "complex voxels": (nifti(np.zeros((8, 8, 8), np.complex64)), 422),
-    "NIfTI-2": (nifti(np.zeros((8, 8, 8), np.int16), version=2), 422),
-    "too many voxels": (nifti(np.zeros((65, 64, 64), np.int16)), 413),
-    "declared huge": (declared_huge(), 413),
-    "gzip bomb": (gzip_bomb(), 422),
-}
+from .hostile import (
+    BY_ID,
+    CASES,
+    DOC,
+    FAULTS,
+    GOOD,
+    TABLES,
+    documented_tables,
+    request_parts,
+    write_corpus,
+)
 
 
 @pytest.fixture
@@ -76,47 +38,49 @@ def post(service, files, **form) -> httpx.Response:
     return httpx.post(f"{service.base_url}/v1/jobs", files=files, data=form, timeout=60)
 
 
-@pytest.mark.parametrize("case", sorted(BAD_IMAGES))
-def test_bad_image_is_refused(service, nothing_stored, case):
-    content, status = BAD_IMAGES[case]
-    response = post(service, {"image": ("volume.nii.gz", content)})
-    assert response.status_code == status, response.text
+@pytest.fixture(scope="module")
+def small_volume_limit_gateway(service) -> str:
+    """A second gateway on the session's Redis and store with a 1 MiB volume limit."""
+    return service.start_gateway({"VESSELZIP_MAX_VOLUME_BYTES": str(1024**2)})
+
+
+@pytest.mark.parametrize("case_id", sorted(BY_ID))
+def test_hostile_upload_is_refused_with_a_json_4xx(
+    service, small_volume_limit_gateway, nothing_stored, case_id
+):
+    case = BY_ID[case_id]
+    files, form = request_parts(case)
+    url = small_volume_limit_gateway if case.form.get("limit") else service.base_url
+    response = httpx.post(f"{url}/v1/jobs", files=files, data=form, timeout=60)
+    assert response.status_code == case.status, response.text
     detail = response.json()["detail"]
-    assert isinstance(detail, str) and detail.startswith("image (volume.nii.gz)")
+    assert isinstance(detail, str) and case.detail in detail, detail
+    if case.part == "image" and not case.form:
+        assert detail.startswith(f"image ({case.name})")
     assert str(service.store_dir) not in detail  # no server paths in messages
 
 
-@pytest.mark.parametrize(
-    "truth, expected",
-    [
-        (nifti(np.zeros((16, 16, 8), np.uint8)), "does not match image shape"),
-        (b"not a mask", "truth"),
-        (nifti(np.zeros((8, 8, 8, 2), np.uint8)), "truth"),
-    ],
-)
-def test_bad_truth_is_refused(service, nothing_stored, truth, expected):
-    response = post(service, {"image": ("a.nii.gz", GOOD), "truth": ("t.nii.gz", truth)})
-    assert response.status_code == 422, response.text
-    assert expected in response.json()["detail"]
+@pytest.mark.parametrize("case_id", sorted(c.id for c in CASES if not c.form and c.part == "image"))
+def test_hostile_dataset_volume_is_refused_and_leaves_nothing(service, nothing_stored, case_id):
+    case = BY_ID[case_id]
+    folders = set((service.store_dir / "datasets").glob("*"))
+    response = httpx.post(
+        f"{service.base_url}/v1/datasets",
+        files=[("images", (case.name, case.build())), ("images", ("good.nii.gz", GOOD))],
+        data={"name": "hostile"},
+        timeout=60,
+    )
+    assert response.status_code == case.status, response.text
+    detail = response.json()["detail"]
+    assert case.detail in detail and str(service.store_dir) not in detail
+    assert set((service.store_dir / "datasets").glob("*")) == folders  # no empty folders left
 
 
-@pytest.mark.parametrize(
-    "form, expected",
-    [
-        ({"codec": "gzip"}, "unknown codec"),
-        ({"codec": "zfp:rate=-1"}, "rate"),
-        ({"codec": "zfp:speed=3"}, "speed"),
-        ({"codec": "zfp", "mode": "fastest", "value": "1"}, "fastest"),
-        ({"codec": "zfp", "value": "2"}, "needs a mode"),
-        ({"codec": "zfp:rate=2", "mode": "rate"}, "not both"),
-        ({"codec": "zfp", "mode": "tolerance", "value": "-5"}, "tolerance"),
-        ({"model": "resnet-9000"}, "unknown model"),
-    ],
-)
-def test_bad_settings_are_refused(service, nothing_stored, form, expected):
-    response = post(service, {"image": ("a.nii.gz", GOOD)}, **form)
-    assert response.status_code == 422, response.text
-    assert expected in response.json()["detail"]
+def test_the_corpus_is_written_for_replay(tmp_path):
+    manifest = json.loads(write_corpus(tmp_path / "corpus").read_text())
+    assert [entry["id"] for entry in manifest] == [case.id for case in CASES]
+    for entry in manifest:
+        assert (tmp_path / "corpus" / entry["file"]).read_bytes() == BY_ID[entry["id"]].build()
 
 
 def test_bad_form_fields_are_refused(service, nothing_stored):
@@ -151,3 +115,19 @@ def test_body_over_the_upload_limit_is_refused_while_streaming(service, nothing_
     )
     assert response.status_code == 413
     assert "upload limit" in response.json()["detail"]
+
+
+def test_the_reliability_doc_is_the_tests_own_table():
+    """docs/reliability.md holds exactly the tables generated from hostile.py, and every
+    fault it lists names a test that exists."""
+    assert documented_tables(DOC.read_text()) == {name: make() for name, make in TABLES.items()}, (
+        "run: python tests/service/hostile.py --update-docs"
+    )
+    tests = {
+        node.name
+        for path in Path(__file__).parent.glob("test_*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    }
+    missing = [fault["test"] for fault in FAULTS if fault["test"] not in tests]
+    assert not missing, f"docs/reliability.md names tests that do not exist: {missing}"

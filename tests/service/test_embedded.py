@@ -3,11 +3,14 @@ which starts it, posts phantoms over HTTP and prints a results table."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import httpx
 import redis
@@ -38,13 +41,13 @@ def redis_socket(log_text: str) -> str:
     return match.group(1)
 
 
-def start_serve(tmp_path, *options: str) -> tuple[subprocess.Popen, str, object]:
+def start_serve(tmp_path, *options: str, store=None) -> tuple[subprocess.Popen, str, object]:
     """`vesselzip serve` on a free port with the embedded default: (process, url, log)."""
     port = free_port()
     log = tmp_path / "serve.log"
     serve = subprocess.Popen(
         [sys.executable, "-m", "vesselzip", "serve", "--port", str(port), *options],
-        env=embedded_env(tmp_path / "store"),
+        env=embedded_env(store or tmp_path / "store"),
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
@@ -64,6 +67,30 @@ def assert_embedded_redis_gone(log) -> None:
         raise AssertionError("the embedded Redis outlived `vesselzip serve`")
     except redis.exceptions.ConnectionError:
         pass
+
+
+def socket_folder(log) -> Path:
+    return Path(redis_socket(log.read_text()).removeprefix("unix://")).parent
+
+
+def assert_no_temp_folder_left(log, tmp_path) -> None:
+    """The embedded Redis's socket lives in the store, or else in a folder of the
+    system temp dir that must be gone once `serve` is."""
+    folder = socket_folder(log)
+    if not folder.is_relative_to(tmp_path):
+        assert not folder.exists(), f"{folder} left behind: {sorted(os.listdir(folder))}"
+
+
+def redis_pid(connection: redis.Redis) -> int:
+    return int(connection.info("server")["process_id"])
+
+
+def zombie(pid: int) -> bool:
+    """Exited but not yet reaped (by init, once its parent is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def test_serve_restarts_a_killed_worker_and_stops_everything_on_ctrl_c(tmp_path, phantoms):
@@ -91,6 +118,7 @@ def test_serve_restarts_a_killed_worker_and_stops_everything_on_ctrl_c(tmp_path,
     # The embedded Redis is gone with it, its data kept in the store directory.
     assert_embedded_redis_gone(log)
     assert (tmp_path / "store" / "redis" / "appendonly.aof").exists()
+    assert_no_temp_folder_left(log, tmp_path)
 
 
 def test_serve_stops_its_workers_and_redis_on_sigterm(tmp_path):
@@ -112,6 +140,7 @@ def test_serve_stops_its_workers_and_redis_on_sigterm(tmp_path):
 
     assert not any(process_alive(pid) for pid in worker_pids), log.read_text()
     assert_embedded_redis_gone(log)
+    assert_no_temp_folder_left(log, tmp_path)
 
 
 def test_demo_runs_the_main_job_through_http(tmp_path):
@@ -139,3 +168,86 @@ def test_demo_runs_the_main_job_through_http(tmp_path):
         assert 0 < iou <= dice <= 1
     assert all(row[4] == "lossless" for row in rows if row[1] == "none")
     assert all(float(row[2]) > 3 for row in rows if row[1] == "zfp:rate=4")
+
+
+def test_serve_restarts_its_killed_embedded_redis_at_the_same_url(tmp_path, phantoms):
+    """The embedded redis-server is SIGKILLed: `serve` starts it again on the same data
+    directory and socket, the gateway and the worker reconnect by themselves and the
+    data written before the kill is still there (AOF)."""
+    serve, url, log = start_serve(tmp_path)
+    try:
+        wait_until(lambda: serve_ready(url), 120, "vesselzip serve to be ready", interval_s=0.5)
+        connection = redis.Redis.from_url(redis_socket(log.read_text()), socket_timeout=5)
+        connection.set("vesselzip:test:marker", "kept")
+        first_pid = redis_pid(connection)
+        os.kill(first_pid, signal.SIGKILL)
+
+        def restarted() -> bool:
+            try:
+                return redis_pid(connection) != first_pid and serve_ready(url)
+            except redis.exceptions.ConnectionError:
+                return False
+
+        wait_until(restarted, 30, "serve to start its Redis again", interval_s=0.3)
+        assert connection.get("vesselzip:test:marker") == b"kept"
+        image, truth = phantoms[0]
+        job = wait_for_job(url, post_job(url, image, truth).json()["id"], timeout_s=60)
+        assert job["state"] == "finished"
+        connection.close()
+    finally:
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(timeout=60) == 0, log.read_text()
+
+    assert re.search(r"embedded Redis pid \d+ exited .*; starting it again", log.read_text())
+    assert_embedded_redis_gone(log)
+    assert_no_temp_folder_left(log, tmp_path)
+
+
+def test_nothing_outlives_a_sigkilled_serve(tmp_path):
+    """`kill -9` (or the OOM killer) on `serve`: its Redis and its workers notice their
+    parent is gone and exit; the socket folder in the temp dir (the store path is too
+    long for a unix socket here) is removed too."""
+    store = tmp_path / ("s" * 100) / "store"
+    serve, url, log = start_serve(tmp_path, store=store)
+    pids: list[int] = []
+    try:
+        wait_until(lambda: serve_ready(url), 120, "vesselzip serve to be ready", interval_s=0.5)
+        assert socket_folder(log).is_relative_to(tempfile.gettempdir())
+        assert not socket_folder(log).is_relative_to(tmp_path)
+        connection = redis.Redis.from_url(redis_socket(log.read_text()))
+        pids = [redis_pid(connection)]
+        pids += [w.pid for w in Worker.all(connection=connection, serializer=JSONSerializer)]
+        assert len(pids) == 2
+        connection.close()
+    finally:
+        serve.kill()
+        serve.wait(timeout=10)
+
+    def survivors() -> list[int]:
+        return [pid for pid in pids if process_alive(pid) and not zombie(pid)]
+
+    try:
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: not survivors(), 20, "the killed serve's children to exit")
+        assert not survivors(), f"alive 20 s after serve's SIGKILL: {survivors()} (Redis {pids[0]})"
+        wait_until(lambda: not socket_folder(log).exists(), 5, "the socket folder to go")
+    finally:
+        for pid in pids:  # whatever the old behaviour left, do not leave it running
+            if process_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert_no_temp_folder_left(log, tmp_path)
+
+
+def test_a_normal_stop_leaves_no_temp_folder(tmp_path):
+    """The socket of the embedded Redis lives in the store (`<store>/redis/`), so a
+    stopped `serve` leaves nothing in the temp dir."""
+    serve, url, log = start_serve(tmp_path, "--workers", "0")
+    try:
+        wait_until(lambda: "serving on" in log.read_text(), 60, "serve to start", interval_s=0.2)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) == 0, log.read_text()
+    assert_embedded_redis_gone(log)
+    assert_no_temp_folder_left(log, tmp_path)
+    assert socket_folder(log) == tmp_path / "store" / "redis"
+    assert not Path(redis_socket(log.read_text()).removeprefix("unix://")).exists()
