@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 import zfpy
+
 from vesselzip.codecs import get_codec, parse_codec_spec
 from vesselzip.codecs.zfp import working_dtype
 

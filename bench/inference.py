@@ -19,6 +19,7 @@ import json
 import time
 
 import torch
+
 from vesselzip.model import MambaVesselNet, load_segmenter
 from vesselzip.model.inference import autocast_for, resolve_device
 from vesselzip.phantoms import make_phantom

@@ -24,6 +24,7 @@ def measure(model: str, shape: tuple[int, int, int], codec: str) -> dict:
     """Runs in the child: one job end to end, with the peak RSS above the baseline."""
     import nibabel as nib
     import numpy as np
+
     from vesselzip.codecs import get_codec, parse_codec_spec
     from vesselzip.container import encode_volume
     from vesselzip.jobs import ImageInfo, JobSpec, new_job_id, run_job

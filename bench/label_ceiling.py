@@ -32,6 +32,7 @@ import json
 import numpy as np
 import torch
 from scipy import ndimage
+
 from vesselzip.metrics.segmentation import segmentation_metrics
 from vesselzip.model import load_segmenter
 from vesselzip.model.inference import (

@@ -22,6 +22,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+
 from vesselzip.model.mixer import selective_scan, selective_scan_reference
 
 

@@ -17,6 +17,7 @@ import statistics
 import time
 
 import numpy as np
+
 from vesselzip.codecs import get_codec
 from vesselzip.metrics.compression import psnr
 from vesselzip.phantoms import DEFAULT_SPACING, make_phantom

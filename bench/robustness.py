@@ -31,6 +31,7 @@ import time
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
+
 from vesselzip.metrics.segmentation import segmentation_metrics
 from vesselzip.model import load_segmenter
 from vesselzip.phantoms import make_phantom

@@ -462,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from vesselzip.phantoms import write_phantom_dataset
     from vesselzip_api.local_service import local_service
 

@@ -8,6 +8,7 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
+
 from vesselzip.cli import main
 
 AFFINE = np.diag([0.5, 0.5, 0.8, 1.0])

@@ -7,6 +7,7 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
+
 from vesselzip.cli import main
 from vesselzip.metrics.segmentation import segmentation_metrics
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from vesselzip.codecs import Codec, codec_ids, get_codec, parse_codec_spec, register_codec
 from vesselzip.codecs import base as codec_base
 from vesselzip.codecs.zfp import fixed_rate_nbytes, stream_header, working_dtype

@@ -7,6 +7,7 @@ import zlib
 import nibabel as nib
 import numpy as np
 import pytest
+
 from vesselzip.codecs import get_codec
 from vesselzip.container import MAGIC, VERSION, decode_volume, encode_volume, read_blob_info
 from vesselzip.errors import CorruptBlobError, InvalidCodecConfigError, VolumeTooLargeError

@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+
 from vesselzip.errors import ModelNotAvailableError
 from vesselzip.model.inference import (
     InferenceConfig,

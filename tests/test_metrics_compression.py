@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from monai.metrics import PSNRMetric, SSIMMetric
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
 from vesselzip.errors import InvalidVolumeError
 from vesselzip.metrics.compression import compression_metrics, psnr, ssim3d
 

@@ -17,6 +17,7 @@ from monai.metrics import (
 )
 from monai.metrics.utils import get_mask_edges
 from scipy import ndimage
+
 from vesselzip.errors import InvalidVolumeError
 from vesselzip.metrics.segmentation import segmentation_metrics, surface
 

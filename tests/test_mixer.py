@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+
 from vesselzip.model.mixer import (
     BiMambaMixer,
     cuda_kernels,

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from test_mixer import reference_mixer
+
 from vesselzip.errors import VesselzipError
 from vesselzip.model.network import MambaVesselNet, infer_config, load_checkpoint_state
 

@@ -7,6 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from monai.data import load_decathlon_datalist
+
 from vesselzip.cli import main
 from vesselzip.errors import VesselzipError
 from vesselzip.phantoms import (

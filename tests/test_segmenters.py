@@ -4,6 +4,7 @@ the bundled model and the `vesselzip segment` command."""
 import numpy as np
 import pytest
 import torch
+
 from vesselzip.cli import main
 from vesselzip.errors import ModelNotAvailableError
 from vesselzip.model import MambaVesselNet, available_segmenters, load_segmenter, segment

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 from scipy import stats
+
 from vesselzip.codecs import get_codec, parse_codec_spec
 from vesselzip.datasets import (
     DatasetConflictError,

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+
 from vesselzip.cli import main
 from vesselzip.model import load_segmenter
 from vesselzip.model.network import MambaVesselNet

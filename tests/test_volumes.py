@@ -6,6 +6,7 @@ import zlib
 import nibabel as nib
 import numpy as np
 import pytest
+
 from vesselzip.errors import InvalidVolumeError, VolumeTooLargeError
 from vesselzip.volumes import Volume, read_volume, volume_to_bytes, write_volume
 

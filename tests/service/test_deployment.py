@@ -11,6 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+
 from vesselzip.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,6 +16,7 @@ import httpx
 import redis
 from rq.serializers import JSONSerializer
 from rq.worker import Worker
+
 from vesselzip.redis_embedded import process_alive
 
 from .helpers import SMALL_SHAPE, free_port, post_job, wait_for_job, wait_until

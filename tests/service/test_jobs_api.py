@@ -8,6 +8,7 @@ import sys
 import httpx
 import numpy as np
 import pytest
+
 from vesselzip.codecs import get_codec
 from vesselzip.container import decode_volume, encode_volume
 from vesselzip.metrics.compression import compression_metrics

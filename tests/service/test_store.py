@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+
 from vesselzip.errors import NotFoundError, VesselzipError
 from vesselzip.store import LocalStore
 

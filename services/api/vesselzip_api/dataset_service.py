@@ -1,0 +1,208 @@
+"""What the dataset routes do: store uploaded volumes (with their truths) once, show
+and list datasets, delete them. Routes only parse the request and call this."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+from redis import Redis
+
+from vesselzip.datasets import (
+    Dataset,
+    DatasetEntry,
+    VolumeEntry,
+    add_volume,
+    create_dataset,
+    dataset_id_for,
+    delete_dataset,
+    list_datasets,
+    load_dataset,
+)
+from vesselzip.errors import VesselzipError
+from vesselzip.settings import Settings
+from vesselzip.store import BlobStore
+from vesselzip_api.access import check_access, may_access
+from vesselzip_api.job_service import Upload
+from vesselzip_api.sweep_schemas import (
+    DatasetDeleted,
+    DatasetInfo,
+    DatasetList,
+    DatasetSummary,
+    VolumeInfo,
+)
+from vesselzip_api.sweep_service import SweepService
+
+_COPY_CHUNK = 1024 * 1024
+# How long one dataset request may hold its idempotency key (and another may wait).
+_CREATE_LOCK_S = 600
+
+
+class DatasetService:
+    def __init__(
+        self, settings: Settings, connection: Redis, store: BlobStore, sweeps: SweepService
+    ):
+        self.settings = settings
+        self.redis = connection
+        self.store = store
+        self.sweeps = sweeps
+        # Validating a volume holds it in memory: bound how many at once.
+        self._slots = threading.BoundedSemaphore(settings.upload_concurrency)
+
+    # -- create -----------------------------------------------------------------
+    def create(
+        self,
+        *,
+        name: str | None,
+        images: list[Upload],
+        truths: list[Upload],
+        owner: str | None,
+        idempotency_key: str | None,
+        base_url: str,
+    ) -> tuple[DatasetInfo, bool]:
+        """A dataset, with the volumes uploaded in the same request (truths pair with
+        images by position). For a known idempotency key the existing dataset is
+        returned and the request's files are not looked at. All or nothing: when one
+        volume is refused, the new dataset is removed again."""
+        images = [u for u in images if u.given]
+        truths = [u for u in truths if u.given]
+        if truths and len(truths) != len(images):
+            raise VesselzipError(
+                f"{len(images)} image(s) but {len(truths)} truth(s): give one truth per "
+                "image (in the same order) or none"
+            )
+        if not idempotency_key:
+            return self._create(name, images, truths, owner, None, base_url)
+        # One request at a time per key: a second one waits, then gets the whole dataset.
+        lock = f"vesselzip:dataset-lock:{dataset_id_for(owner, idempotency_key)}"
+        with self.redis.lock(lock, timeout=_CREATE_LOCK_S, blocking_timeout=_CREATE_LOCK_S):
+            return self._create(name, images, truths, owner, idempotency_key, base_url)
+
+    def _create(
+        self,
+        name: str | None,
+        images: list[Upload],
+        truths: list[Upload],
+        owner: str | None,
+        idempotency_key: str | None,
+        base_url: str,
+    ) -> tuple[DatasetInfo, bool]:
+        dataset, created = create_dataset(
+            self.store, name=name, owner=owner, idempotency_key=idempotency_key
+        )
+        if not created:
+            self._authorize(dataset, owner)
+            return self._info(dataset, base_url), False
+        try:
+            for i, image in enumerate(images):
+                self._add(dataset.id, image, truths[i] if truths else None, name=None)
+        except BaseException:
+            delete_dataset(self.store, dataset.id)
+            raise
+        return self._info(load_dataset(self.store, dataset.id), base_url), True
+
+    def add(
+        self,
+        dataset_id: str,
+        *,
+        image: Upload,
+        truth: Upload | None,
+        name: str | None,
+        owner: str | None,
+    ) -> VolumeInfo:
+        self._authorize(load_dataset(self.store, dataset_id), owner)
+        if not image.given:
+            raise VesselzipError("the request has no image file")
+        return _volume_info(self._add(dataset_id, image, truth, name=name))
+
+    def _add(
+        self, dataset_id: str, image: Upload, truth: Upload | None, *, name: str | None
+    ) -> VolumeEntry:
+        temp_paths: list[Path] = []
+        try:
+            image_path = self._spool(image, temp_paths)
+            truth_path = self._spool(truth, temp_paths) if truth and truth.given else None
+            with self._slots:
+                return add_volume(
+                    self.store,
+                    dataset_id,
+                    image_path,
+                    truth_path,
+                    name=name,
+                    filename=image.filename,
+                    max_voxels=self.settings.max_voxels,
+                    max_volume_bytes=self.settings.max_volume_bytes,
+                )
+        finally:
+            for path in temp_paths:
+                path.unlink(missing_ok=True)
+
+    def _spool(self, upload: Upload, temp_paths: list[Path]) -> Path:
+        out, path = self.store.temp_file(".nii")
+        temp_paths.append(path)
+        with out:
+            upload.stream.seek(0)
+            shutil.copyfileobj(upload.stream, out, _COPY_CHUNK)
+        return path
+
+    # -- read -------------------------------------------------------------------
+    def get(self, dataset_id: str, owner: str | None, base_url: str) -> DatasetInfo:
+        dataset = load_dataset(self.store, dataset_id)
+        self._authorize(dataset, owner)
+        return self._info(dataset, base_url)
+
+    def list(self, owner: str | None, base_url: str) -> DatasetList:
+        return DatasetList(
+            datasets=[
+                self._summary(entry, base_url, len(load_dataset(self.store, entry.id).volumes))
+                for entry in list_datasets(self.store)
+                if may_access(self.settings, entry.owner, owner)
+            ]
+        )
+
+    # -- delete -----------------------------------------------------------------
+    def delete(self, dataset_id: str, owner: str | None) -> DatasetDeleted:
+        """Cancel the unfinished jobs of sweeps over the dataset, then remove it. The
+        results of finished jobs (and so the sweeps' tables) stay."""
+        self._authorize(load_dataset(self.store, dataset_id), owner)
+        cancelled = self.sweeps.cancel_dataset_jobs(dataset_id, owner)
+        removed = delete_dataset(self.store, dataset_id)
+        return DatasetDeleted(id=dataset_id, volumes_deleted=removed, jobs_cancelled=cancelled)
+
+    # -- views ------------------------------------------------------------------
+    def _authorize(self, dataset: Dataset, owner: str | None) -> None:
+        check_access(self.settings, dataset.owner, owner, f"dataset {dataset.id}")
+
+    def _summary(self, entry: DatasetEntry, base_url: str, n_volumes: int) -> DatasetSummary:
+        return DatasetSummary(
+            id=entry.id,
+            url=dataset_url(base_url, entry.id),
+            name=entry.name,
+            n_volumes=n_volumes,
+            created_at=_when(entry.created_at),
+        )
+
+    def _info(self, dataset: Dataset, base_url: str) -> DatasetInfo:
+        return DatasetInfo(
+            **self._summary(dataset, base_url, len(dataset.volumes)).model_dump(),
+            raw_nbytes=sum(v.raw_nbytes for v in dataset.volumes),
+            volumes=[_volume_info(v) for v in dataset.volumes],
+        )
+
+
+def dataset_url(base_url: str, dataset_id: str) -> str:
+    return f"{base_url.rstrip('/')}/v1/datasets/{dataset_id}"
+
+
+def _volume_info(entry: VolumeEntry) -> VolumeInfo:
+    return VolumeInfo(
+        **entry.model_dump(exclude={"image_key", "truth_key", "created_at"}),
+        has_truth=entry.truth_key is not None,
+        created_at=_when(entry.created_at),
+    )
+
+
+def _when(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc)

@@ -1,0 +1,148 @@
+"""`vesselzip demo`: the main job end to end, through HTTP only.
+
+Writes phantoms with known vessel masks, posts every (phantom, compression setting)
+pair with its truth, follows the jobs and prints what compression did to the volume
+(CR, PSNR) and to the segmentation (Dice, IoU)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from vesselzip.errors import VesselzipError
+from vesselzip.settings import get_settings
+from vesselzip_api.client import TERMINAL, VesselzipClient
+from vesselzip_api.local_service import local_service
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(n) for n in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 16:
+        raise VesselzipError(
+            f"--shape wants three sizes of at least 16, e.g. 96,96,64; got {text!r}"
+        )
+    return shape
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from vesselzip.phantoms import write_phantom_dataset
+
+    console = Console()
+    if not console.is_terminal:  # e.g. piped into a file: do not squeeze the table
+        console = Console(width=120)
+    shape = parse_shape(args.shape)
+    specs = [s.strip() for s in args.settings.split(",") if s.strip()]
+    if args.volumes < 1 or not specs:
+        raise VesselzipError("the demo needs at least one volume and one setting")
+
+    with (
+        tempfile.TemporaryDirectory(prefix="vesselzip-demo-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        console.print(
+            f"Writing {args.volumes} phantom(s) of {shape[0]}x{shape[1]}x{shape[2]} voxels"
+        )
+        dataset = json.loads(
+            write_phantom_dataset(tmp, args.volumes, seed=args.seed, shape=shape).read_text()
+        )
+        pairs = [(Path(tmp) / e["image"], Path(tmp) / e["label"]) for e in dataset["training"]]
+
+        url = args.url
+        if not url:
+            log_path = Path(get_settings().store_dir).resolve() / "logs" / "demo-serve.log"
+            console.print(f"Starting the embedded service (log: {log_path}) ...")
+            url = stack.enter_context(local_service(log_path=log_path))
+        console.print(f"Service at {url}")
+        client = stack.enter_context(VesselzipClient(url, api_key=args.api_key))
+
+        jobs = []
+        started = time.monotonic()
+        for image, truth in pairs:
+            for spec in specs:
+                created = client.post_job(image, truth, codec=spec, model=args.model)
+                jobs.append({"volume": image.name, "setting": spec, "id": created["id"]})
+        console.print(f"Posted {len(jobs)} job(s)")
+        results = follow(client, jobs, console, args.timeout)
+        console.print(results_table(jobs, results))
+        console.print(f"{len(jobs)} job(s) in {time.monotonic() - started:.1f} s")
+
+    failed = [r for r in results.values() if r["state"] != "finished"]
+    for job in failed:
+        console.print(f"[red]job {job['id']} {job['state']}: {job.get('error')}[/red]")
+    return 1 if failed else 0
+
+
+def follow(client: VesselzipClient, jobs: list[dict], console: Console, timeout_s: float) -> dict:
+    """Poll every job until it ends, with a progress bar per job."""
+    results: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout_s
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[state]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as bars:
+        tasks = {
+            job["id"]: bars.add_task(f"{job['volume']} {job['setting']}", total=1.0, state="queued")
+            for job in jobs
+        }
+        while len(results) < len(jobs):
+            for job in jobs:
+                if job["id"] in results:
+                    continue
+                body = client.job(job["id"])
+                state = body["state"]
+                if state == "queued" and body.get("position") is not None:
+                    state = f"queued (#{body['position'] + 1})"
+                elif state == "running":
+                    state = f"running: {body.get('stage')}"
+                bars.update(tasks[job["id"]], completed=body["progress"], state=state)
+                if body["state"] in TERMINAL:
+                    results[job["id"]] = body
+            if time.monotonic() > deadline:
+                raise VesselzipError(f"jobs still running after {timeout_s:.0f} s")
+            time.sleep(0.5)
+    return results
+
+
+def results_table(jobs: list[dict], results: dict[str, dict]) -> Table:
+    table = Table(title="Compression vs. segmentation", box=box.SIMPLE_HEAD)
+    for name in ("volume", "setting", "CR", "bits/vox", "PSNR dB", "SSIM", "Dice", "IoU"):
+        table.add_column(name, justify="left" if name in ("volume", "setting") else "right")
+    table.add_column("infer s", justify="right")
+    table.add_column("state")
+    for job in jobs:
+        body = results[job["id"]]
+        comp = body.get("compression") or {}
+        seg = body.get("segmentation") or {}
+        seconds = (body.get("stage_seconds") or {}).get("inference")
+        table.add_row(
+            job["volume"].removesuffix(".nii.gz"),
+            job["setting"],
+            _fmt(comp.get("cr_raw"), ".2f"),
+            _fmt(comp.get("bits_per_voxel"), ".2f"),
+            "lossless" if comp.get("max_abs_error") == 0 else _fmt(comp.get("psnr_db"), ".1f"),
+            _fmt(comp.get("ssim"), ".4f"),
+            _fmt(seg.get("dice"), ".4f"),
+            _fmt(seg.get("iou"), ".4f"),
+            _fmt(seconds, ".1f"),
+            body["state"],
+        )
+    return table
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)

@@ -1,0 +1,296 @@
+"""What the sweep routes do: expand a dataset x grid into jobs (sharing the ones that
+already exist), follow them, and summarise their results as tables and figures.
+Routes only parse the request and call this.
+
+A sweep's cells are ordinary jobs (see /v1/jobs), keyed by (dataset, volume, codec,
+model), so the uncompressed baseline of a volume runs once per model whatever the
+number of sweeps, and POSTing a sweep again only reruns what failed or was lost.
+Results are read from the job records, else from the result JSON in the store, so
+the tables survive a Redis flush."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from redis import Redis
+
+from vesselzip.datasets import load_dataset
+from vesselzip.errors import NotFoundError, VesselzipError
+from vesselzip.jobs import ImageInfo, JobSpec, blob_key, load_result
+from vesselzip.settings import Settings
+from vesselzip.store import BlobStore
+from vesselzip.sweeps import (
+    FIGURES,
+    SETTING_COLUMNS,
+    CellOutcome,
+    SweepCell,
+    SweepConflictError,
+    SweepSpec,
+    canonical,
+    cell_job_id,
+    default_idempotency_key,
+    figure_png,
+    list_sweeps,
+    load_sweep,
+    markdown_tables,
+    parse_grid,
+    save_sweep,
+    setting_spec,
+    sweep_id_for,
+    sweep_key,
+    sweep_summary,
+)
+from vesselzip.weights import model_identity
+from vesselzip_api.access import check_access, may_access
+from vesselzip_api.job_service import JobService
+from vesselzip_api.sweep_schemas import (
+    CellFailure,
+    SweepCreated,
+    SweepLinks,
+    SweepList,
+    SweepRequest,
+    SweepStatus,
+    SweepSummary,
+    SweepTables,
+)
+from vesselzip_queue import queues
+from vesselzip_queue.records import TERMINAL_STATES
+
+# Cells rerun when a sweep is POSTed again.
+_RERUN = ("failed", "cancelled", "lost")
+
+
+class SweepService:
+    def __init__(self, settings: Settings, connection: Redis, store: BlobStore, jobs: JobService):
+        self.settings = settings
+        self.redis = connection
+        self.store = store
+        self.jobs = jobs
+
+    # -- create -----------------------------------------------------------------
+    def create(
+        self,
+        request: SweepRequest,
+        *,
+        owner: str | None,
+        idempotency_key: str | None,
+        base_url: str,
+    ) -> SweepCreated:
+        """Queue a job per (volume, setting) unless one is queued, running or finished
+        already. The same idempotency key (or, without one, the same dataset, grid and
+        model) gives the same sweep; POSTing it again reruns only failed or lost jobs."""
+        dataset = load_dataset(self.store, request.dataset)
+        check_access(self.settings, dataset.owner, owner, f"dataset {dataset.id}")
+        if not dataset.volumes:
+            raise VesselzipError(f"dataset {dataset.id} has no volumes yet")
+        grid = parse_grid(request.grid)
+        model = self.jobs.check_model(request.model or self.settings.default_model)
+        # Results are reused by the weights behind the name, not by the name alone.
+        identity = model_identity(model, self.settings.checkpoint)
+        fingerprints = [v.fingerprint for v in dataset.volumes]
+        key = idempotency_key or default_idempotency_key(dataset.id, fingerprints, grid, identity)
+        sweep_id = sweep_id_for(owner, key)
+
+        # One request at a time per sweep, so two identical POSTs never queue a job twice.
+        with self.redis.lock(f"vesselzip:sweep-lock:{sweep_id}", timeout=120, blocking_timeout=60):
+            if self.store.exists(sweep_key(sweep_id)):
+                spec = load_sweep(self.store, sweep_id)
+                same_grid = sorted(map(canonical, spec.grid)) == sorted(map(canonical, grid))
+                if spec.dataset_id != dataset.id or spec.model != model or not same_grid:
+                    raise SweepConflictError(
+                        f"the idempotency key was used for sweep {sweep_id} with another "
+                        "dataset, grid or model"
+                    )
+                created = False
+            else:
+                spec = SweepSpec(
+                    id=sweep_id,
+                    owner=owner,
+                    dataset_id=dataset.id,
+                    dataset_name=dataset.name,
+                    model=model,
+                    queue=request.queue or self.settings.default_queue,
+                    grid=grid,
+                    idempotency_key=key,
+                    cells=[
+                        SweepCell(
+                            volume_id=volume.id,
+                            setting=index,
+                            job_id=cell_job_id(dataset.id, volume.fingerprint, config, identity),
+                        )
+                        for volume in dataset.volumes
+                        for index, config in enumerate(grid)
+                    ],
+                )
+                created = True
+            volumes = {v.id: v for v in dataset.volumes}
+            to_submit = []
+            for cell in spec.cells:
+                outcome = self._outcome(cell.job_id)
+                if outcome.state in _RERUN and cell.volume_id in volumes and self._idle(cell):
+                    to_submit.append(cell)
+            if to_submit:
+                spec.submitted_at = time.time()
+            # The sweep is stored before its jobs are queued: if this process dies in
+            # between, POSTing it again queues the rest.
+            save_sweep(self.store, spec)
+            for cell in to_submit:
+                self._submit(spec, cell, volumes[cell.volume_id])
+        return SweepCreated(
+            id=spec.id,
+            url=sweep_url(base_url, spec.id),
+            created=created,
+            total_jobs=len(spec.cells),
+            jobs_submitted=len(to_submit),
+            jobs_reused=len(spec.cells) - len(to_submit),
+            links=_links(base_url, spec.id),
+        )
+
+    def _idle(self, cell: SweepCell) -> bool:
+        """Whether RQ is done with the job (a cancelled one may still be winding down)."""
+        rq_job = queues.fetch_rq_job(cell.job_id, self.redis)
+        return rq_job is None or rq_job.get_status(refresh=False) != "started"
+
+    def _submit(self, spec: SweepSpec, cell: SweepCell, volume) -> None:
+        job_id = cell.job_id
+        # A rerun starts from a clean record (the old one holds the failure).
+        self.jobs.records.delete(job_id)
+        job_spec = JobSpec(
+            job_id=job_id,
+            blob_key=blob_key(job_id),
+            truth_key=volume.truth_key,
+            source_key=volume.image_key,
+            model=spec.model,
+            codec=spec.grid[cell.setting],
+            image=ImageInfo(
+                filename=volume.filename or volume.id,
+                shape=volume.shape,
+                dtype=volume.dtype,
+                spacing=volume.spacing,
+            ),
+            owner=spec.owner,
+            owned_keys=[blob_key(job_id)],  # the dataset's image and truth are shared
+        )
+        self.jobs.submit(job_spec, spec.queue)
+
+    # -- read -------------------------------------------------------------------
+    def _outcome(self, job_id: str) -> CellOutcome:
+        record = self.jobs.records.get(job_id)
+        if record is not None:
+            if record.result is not None:
+                result = record.result
+                return CellOutcome(state=result.state, result=result, error=result.error)
+            state = queues.job_state(record, self.redis)
+            return CellOutcome(state=state.state, error=state.error)
+        try:  # the record expired or Redis was flushed: the store has the result
+            result = load_result(self.store, job_id)
+        except NotFoundError:
+            return CellOutcome(state="lost", error="the job is gone (Redis was reset?)")
+        return CellOutcome(state=result.state, result=result, error=result.error)
+
+    def _load(self, sweep_id: str, owner: str | None) -> SweepSpec:
+        spec = load_sweep(self.store, sweep_id)
+        check_access(self.settings, spec.owner, owner, f"sweep {sweep_id}")
+        return spec
+
+    def summary(self, sweep_id: str, owner: str | None) -> dict[str, Any]:
+        spec = self._load(sweep_id, owner)
+        outcomes = {cell.job_id: self._outcome(cell.job_id) for cell in spec.cells}
+        return sweep_summary(spec, outcomes)
+
+    def status(self, sweep_id: str, owner: str | None, base_url: str) -> SweepStatus:
+        spec = self._load(sweep_id, owner)
+        outcomes = {cell.job_id: self._outcome(cell.job_id) for cell in spec.cells}
+        summary = sweep_summary(spec, outcomes)
+        return SweepStatus(
+            id=spec.id,
+            url=sweep_url(base_url, spec.id),
+            dataset=spec.dataset_id,
+            dataset_name=spec.dataset_name,
+            model=spec.model,
+            queue=spec.queue,
+            grid=[setting_spec(c) for c in spec.grid],
+            n_volumes=summary["n_volumes"],
+            created_at=_when(spec.created_at),
+            progress=summary["progress"],
+            settings=summary["settings"],
+            failures=[
+                CellFailure(**{k: case[k] for k in CellFailure.model_fields})
+                for case in summary["cases"]
+                if case["state"] in _RERUN
+            ],
+            links=_links(base_url, spec.id),
+        )
+
+    def tables(self, sweep_id: str, owner: str | None) -> SweepTables:
+        summary = self.summary(sweep_id, owner)
+        return SweepTables(
+            **{k: summary[k] for k in ("sweep_id", "dataset_id", "model", "n_volumes")},
+            progress=summary["progress"],
+            settings=summary["settings"],
+            columns=SETTING_COLUMNS,
+        )
+
+    def markdown(self, sweep_id: str, owner: str | None) -> str:
+        return markdown_tables(self.summary(sweep_id, owner))
+
+    def figure(self, sweep_id: str, owner: str | None, name: str) -> bytes:
+        return figure_png(self.summary(sweep_id, owner), name)
+
+    def list(self, owner: str | None, base_url: str) -> SweepList:
+        return SweepList(
+            sweeps=[
+                SweepSummary(
+                    id=spec.id,
+                    url=sweep_url(base_url, spec.id),
+                    dataset=spec.dataset_id,
+                    model=spec.model,
+                    grid=[setting_spec(c) for c in spec.grid],
+                    total_jobs=len(spec.cells),
+                    created_at=_when(spec.created_at),
+                )
+                for spec in list_sweeps(self.store)
+                if may_access(self.settings, spec.owner, owner)
+            ]
+        )
+
+    # -- datasets going away --------------------------------------------------------
+    def cancel_dataset_jobs(self, dataset_id: str, owner: str | None) -> int:
+        """Cancel the unfinished jobs of every sweep over `dataset_id`."""
+        cancelled = 0
+        job_ids = {
+            cell.job_id
+            for spec in list_sweeps(self.store)
+            if spec.dataset_id == dataset_id
+            for cell in spec.cells
+        }
+        for job_id in sorted(job_ids):
+            record = self.jobs.records.get(job_id)
+            if record is None or record.state in TERMINAL_STATES:
+                continue
+            try:
+                self.jobs.delete(job_id, owner)
+                cancelled += 1
+            except NotFoundError:  # it ended meanwhile
+                pass
+        return cancelled
+
+
+def sweep_url(base_url: str, sweep_id: str) -> str:
+    return f"{base_url.rstrip('/')}/v1/sweeps/{sweep_id}"
+
+
+def _links(base_url: str, sweep_id: str) -> SweepLinks:
+    url = sweep_url(base_url, sweep_id)
+    return SweepLinks(
+        self=url,
+        tables=f"{url}/tables",
+        cases=f"{url}/cases",
+        figures={name: f"{url}/figures/{name}.png" for name in FIGURES},
+    )
+
+
+def _when(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc)

@@ -1,0 +1,133 @@
+"""The codec interface and registry, in the style of numcodecs.
+
+A codec is a small object with an id and a JSON config. `get_codec(config)` finds
+its class in the registry; `parse_codec_spec("zfp:rate=2")` turns the short text
+form used on the command line and in sweep grids into such a config.
+
+Spec syntax: `ID[:OPTION[+OPTION...]]`, each option `key=value` or a bare `key`.
+A grid is a comma-separated list of specs, so options are joined with `+`
+(a `+` is an option separator only when a key name follows it, so `1e+3` is a
+number). Examples: `none`, `zfp:rate=2`, `zfp:tolerance=500+backend=pyzfp`,
+`zfp:reversible`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from vesselzip.errors import InvalidCodecConfigError
+
+_registry: dict[str, type[Codec]] = {}
+_OPTION_SEPARATOR = re.compile(r"\+(?=[A-Za-z_])")
+
+
+class Codec(ABC):
+    """Turns an array into bytes and back. Subclasses set `codec_id` and register."""
+
+    codec_id: ClassVar[str]
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Codec:
+        """Build from a config without its "id"; unknown keys are an error."""
+        known = inspect.signature(cls).parameters
+        unknown = sorted(set(config) - set(known))
+        if unknown:
+            raise InvalidCodecConfigError(
+                f"unknown option(s) {', '.join(unknown)} for codec {cls.codec_id!r}; "
+                f"it takes {', '.join(known) or 'none'}"
+            )
+        return cls(**config)
+
+    @classmethod
+    def config_from_options(cls, options: dict[str, str | None]) -> dict[str, Any]:
+        """Map the `key=value` options of a spec to config keys (override to add shorthands)."""
+        return {key: _parse_value(value) for key, value in options.items()}
+
+    @abstractmethod
+    def get_config(self) -> dict[str, Any]:
+        """JSON-able config including "id"; `get_codec(config)` rebuilds an equal codec."""
+
+    @abstractmethod
+    def encode(self, array: np.ndarray) -> bytes:
+        """Compress a 3D array."""
+
+    @abstractmethod
+    def decode(self, payload: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """Rebuild an array of `shape` and `dtype` from what `encode` returned."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """A short label for tables and plots, e.g. "zfp rate=2"."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Codec) and self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.get_config().items())))
+
+    def __repr__(self) -> str:
+        return f"<codec {self.describe()}>"
+
+
+def register_codec(cls: type[Codec]) -> type[Codec]:
+    """Class decorator: make `cls` reachable through `get_codec` by its `codec_id`."""
+    _registry[cls.codec_id] = cls
+    return cls
+
+
+def codec_ids() -> list[str]:
+    return sorted(_registry)
+
+
+def get_codec(config: dict[str, Any]) -> Codec:
+    """The codec a config describes, e.g. {"id": "zfp", "mode": "rate", "value": 2}."""
+    if not isinstance(config, dict) or "id" not in config:
+        raise InvalidCodecConfigError(f"a codec config must be an object with an 'id': {config!r}")
+    options = dict(config)
+    codec_id = options.pop("id")
+    cls = _registry.get(codec_id)
+    if cls is None:
+        raise InvalidCodecConfigError(
+            f"unknown codec {codec_id!r}; available: {', '.join(codec_ids())}"
+        )
+    try:
+        return cls.from_config(options)
+    except (ValueError, TypeError, OverflowError) as exc:
+        # A codec's own checks raise InvalidCodecConfigError; anything else a value can
+        # make it raise (a 400-digit number, say) is still the caller's config at fault.
+        raise InvalidCodecConfigError(f"invalid {codec_id} config {options!r}: {exc}") from exc
+
+
+def parse_codec_spec(spec: str) -> dict[str, Any]:
+    """The canonical config for a spec such as "zfp:rate=2" or "none" (validated)."""
+    codec_id, _, rest = spec.strip().partition(":")
+    cls = _registry.get(codec_id)
+    if cls is None:
+        raise InvalidCodecConfigError(
+            f"unknown codec {codec_id!r} in {spec!r}; available: {', '.join(codec_ids())}"
+        )
+    options: dict[str, str | None] = {}
+    for option in _OPTION_SEPARATOR.split(rest) if rest else []:
+        key, eq, value = option.partition("=")
+        if not key or (eq and not value):
+            raise InvalidCodecConfigError(f"bad option {option!r} in codec spec {spec!r}")
+        options[key.strip()] = value.strip() if eq else None
+    config = {"id": codec_id, **cls.config_from_options(options)}
+    return get_codec(config).get_config()
+
+
+def _parse_value(text: str | None) -> Any:
+    """Numbers become int/float, everything else stays text; a bare key means True."""
+    if text is None:
+        return True
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text

@@ -1,0 +1,346 @@
+"""One segmentation job as plain data, and the two halves of its work.
+
+* ``compress_upload`` runs where the upload arrives (the gateway): validate the NIfTI,
+  encode it with the codec, decode it once to measure what the codec did.
+* ``run_job`` runs on a worker: fetch the blob, verify and decode it, segment, score
+  against the truth when there is one, store the mask.
+
+Neither knows about HTTP or queues; the gateway and the worker glue call them. A job
+names its inputs by store key, so many jobs (a sweep) can share one stored volume."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from vesselzip.errors import InvalidVolumeError, NotFoundError
+from vesselzip.store import BlobStore
+
+#: Stages a job goes through, in order; each one's seconds are reported.
+STAGES = ("upload", "compress", "queue_wait", "fetch", "decompress", "inference", "metrics")
+# Share of a worker's progress bar each of its stages covers (inference dominates).
+_WORKER_PROGRESS = {
+    "compress": (0.0, 0.0),  # only jobs with a source_key; brief next to inference
+    "fetch": (0.0, 0.05),
+    "decompress": (0.05, 0.15),
+    "inference": (0.15, 0.9),
+    "metrics": (0.9, 1.0),
+}
+
+ReportProgress = Callable[[str, float], None]
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def blob_key(job_id: str) -> str:
+    return f"blobs/{job_id}.vz"
+
+
+def truth_key(job_id: str) -> str:
+    return f"truth/{job_id}.nii.gz"
+
+
+def mask_key(job_id: str) -> str:
+    return f"masks/{job_id}.nii.gz"
+
+
+def result_key(job_id: str) -> str:
+    return f"results/{job_id}.json"
+
+
+class ImageInfo(BaseModel):
+    filename: str | None = None
+    shape: tuple[int, int, int]
+    dtype: str
+    spacing: tuple[float, float, float]
+
+
+class JobSpec(BaseModel):
+    """Everything a worker needs to run a job; JSON-serialisable."""
+
+    job_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    blob_key: str
+    truth_key: str | None = None
+    model: str
+    codec: dict[str, Any]
+    image: ImageInfo
+    # Hash of the API key that created the job (None when the API is open).
+    owner: str | None = None
+    # Store keys that belong to this job alone and go when it is deleted; a shared
+    # volume (e.g. a dataset's) is referenced by key but not listed here.
+    owned_keys: list[str] = Field(default_factory=list)
+    # An original volume in the store (a dataset's) that the worker compresses with
+    # `codec` into `blob_key` first; None when the gateway compressed an upload.
+    source_key: str | None = None
+    # Compression metrics measured where the original was (see compress_upload).
+    compression: dict[str, Any] = Field(default_factory=dict)
+    # Seconds spent before the job reached a queue (upload, compress).
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
+    created_at: float = Field(default_factory=time.time)
+
+
+class JobResult(BaseModel):
+    """What a job ended with; stored as results/<id>.json and kept in Redis."""
+
+    job_id: str
+    state: Literal["finished", "failed"]
+    model: str
+    codec: dict[str, Any]
+    image: ImageInfo
+    owner: str | None = None
+    has_truth: bool = False
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
+    compression: dict[str, Any] = Field(default_factory=dict)
+    segmentation: dict[str, Any] | None = None
+    mask_key: str | None = None
+    blob_key: str | None = None
+    owned_keys: list[str] = Field(default_factory=list)
+    error: str | None = None
+    attempts: int = 1
+    notes: list[str] = Field(default_factory=list)
+    created_at: float
+    finished_at: float = Field(default_factory=time.time)
+
+    @classmethod
+    def failed(cls, spec: JobSpec, error: str, **extra: Any) -> JobResult:
+        return cls(
+            job_id=spec.job_id,
+            state="failed",
+            model=spec.model,
+            codec=spec.codec,
+            image=spec.image,
+            owner=spec.owner,
+            has_truth=spec.truth_key is not None,
+            stage_seconds=dict(spec.stage_seconds),
+            compression=spec.compression,
+            blob_key=spec.blob_key,
+            owned_keys=spec.owned_keys,
+            error=error,
+            created_at=spec.created_at,
+            **extra,
+        )
+
+
+@dataclass
+class CompressedUpload:
+    """An uploaded image after validation and compression (not yet stored)."""
+
+    blob: bytes
+    image: ImageInfo
+    compression: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+    # Kept so a truth can be checked against the image's grid.
+    shape: tuple[int, int, int] = (0, 0, 0)
+    affine: np.ndarray = field(default_factory=lambda: np.eye(4))
+
+
+def compress_upload(
+    image_path: Path,
+    codec_config: dict[str, Any],
+    *,
+    filename: str | None = None,
+    max_voxels: int | None = None,
+    max_volume_bytes: int | None = None,
+) -> CompressedUpload:
+    """Validate the NIfTI at `image_path` and compress it; measure the codec on it.
+
+    Raises InvalidVolumeError / VolumeTooLargeError for bad uploads and
+    InvalidCodecConfigError for a bad codec configuration (checked first: it is cheap)."""
+    from vesselzip.codecs import get_codec
+    from vesselzip.container import decode_volume, encode_volume, read_blob_info
+    from vesselzip.metrics.compression import compression_metrics
+    from vesselzip.volumes import read_volume
+
+    codec = get_codec(codec_config)
+    t0 = time.perf_counter()
+    volume = read_volume(
+        image_path,
+        max_voxels=max_voxels,
+        max_volume_bytes=max_volume_bytes,
+        label=f"image ({filename})" if filename else "image",
+    )
+    t1 = time.perf_counter()
+    blob = encode_volume(volume, codec)
+    t2 = time.perf_counter()
+    decoded = decode_volume(blob)
+    t3 = time.perf_counter()
+    with image_path.open("rb") as stream:
+        is_gzip = stream.read(2) == b"\x1f\x8b"
+    metrics = compression_metrics(
+        volume.data,
+        decoded.data,
+        blob_nbytes=len(blob),
+        nifti_gz_nbytes=image_path.stat().st_size if is_gzip else None,
+        compress_s=t2 - t1,
+        decompress_s=t3 - t2,
+    )
+    t4 = time.perf_counter()
+    metrics["codec"] = codec.describe()
+    # Beside encode (compress_s) and decode (decompress_s): reading the NIfTI and
+    # computing these metrics, so the whole codec cost of an upload is on record.
+    metrics["read_s"] = t1 - t0
+    metrics["measure_s"] = t4 - t3
+    # The codec's own stream, without the container's header (e.g. the bare ZFP stream).
+    metrics["payload_nbytes"] = read_blob_info(blob).payload_nbytes
+    image = ImageInfo(
+        filename=filename,
+        shape=tuple(int(n) for n in volume.shape),
+        dtype=str(volume.dtype),
+        spacing=tuple(float(s) for s in volume.spacing),
+    )
+    seconds = {"validate": t1 - t0, "encode": t2 - t1, "decode": t3 - t2, "measure": t4 - t3}
+    return CompressedUpload(
+        blob=blob,
+        image=image,
+        compression=metrics,
+        seconds=seconds,
+        shape=image.shape,
+        affine=volume.affine,
+    )
+
+
+def prepare_truth(
+    truth_path: Path,
+    shape: tuple[int, int, int],
+    affine: np.ndarray,
+    *,
+    max_voxels: int | None = None,
+    max_volume_bytes: int | None = None,
+) -> bytes:
+    """Validate a ground-truth mask for an image of this `shape` and `affine`; return
+    it as a compact uint8 .nii.gz (non-zero voxels are vessel)."""
+    from vesselzip.volumes import read_volume, same_grid, volume_to_bytes
+
+    truth = read_volume(
+        truth_path,
+        max_voxels=max_voxels,
+        max_volume_bytes=max_volume_bytes,
+        label="truth",
+    )
+    if tuple(truth.shape) != tuple(shape):
+        raise InvalidVolumeError(
+            f"truth shape {tuple(truth.shape)} does not match image shape {tuple(shape)}"
+        )
+    if not same_grid(truth.affine, affine):
+        raise InvalidVolumeError(
+            "truth is on another grid than the image (their affines differ: voxel size, "
+            "axes or position); save the mask with the image's header"
+        )
+    return volume_to_bytes((truth.data != 0).astype(np.uint8), like=truth)
+
+
+def run_job(
+    spec: JobSpec,
+    store: BlobStore,
+    segmenter: Any,
+    report_progress: ReportProgress | None = None,
+) -> JobResult:
+    """Fetch, verify, decode, segment, score and store the mask of one job (first
+    compressing its source volume when it names one: sweeps over a stored dataset).
+
+    `report_progress(stage, fraction)` is called often; it may raise to abandon the
+    job (e.g. when it was cancelled). Raises VesselzipError for bad stored input
+    (corrupt blob, missing truth): retrying cannot help with those."""
+    from vesselzip.container import decode_volume
+    from vesselzip.metrics.segmentation import segmentation_metrics
+    from vesselzip.volumes import read_volume, volume_to_bytes
+
+    def progress(stage: str, fraction: float) -> None:
+        if report_progress is not None:
+            lo, hi = _WORKER_PROGRESS[stage]
+            report_progress(stage, lo + (hi - lo) * min(max(fraction, 0.0), 1.0))
+
+    seconds = dict(spec.stage_seconds)
+    compression = spec.compression
+
+    if spec.source_key is not None:
+        progress("compress", 0.0)
+        t0 = time.perf_counter()
+        compressed = compress_upload(
+            store.local_path(spec.source_key), spec.codec, filename=spec.image.filename
+        )
+        store.put_bytes(spec.blob_key, compressed.blob)
+        compression = compressed.compression
+        seconds["compress"] = time.perf_counter() - t0
+
+    progress("fetch", 0.0)
+    t0 = time.perf_counter()
+    try:
+        blob = store.get_bytes(spec.blob_key)
+        truth_bytes = store.get_bytes(spec.truth_key) if spec.truth_key else None
+    except NotFoundError as exc:
+        raise NotFoundError(
+            f"{exc} (deleted meanwhile, or the gateway and this worker do not share "
+            "VESSELZIP_STORE_DIR)"
+        ) from exc
+    seconds["fetch"] = time.perf_counter() - t0
+
+    progress("decompress", 0.0)
+    t0 = time.perf_counter()
+    volume = decode_volume(blob)  # verifies the checksum (CorruptBlobError)
+    del blob
+    seconds["decompress"] = time.perf_counter() - t0
+
+    progress("inference", 0.0)
+    t0 = time.perf_counter()
+    mask = segmenter.segment(volume, progress=lambda f: progress("inference", f))
+    mask = np.asarray(mask, dtype=np.uint8)
+    seconds["inference"] = time.perf_counter() - t0
+
+    progress("metrics", 0.0)
+    t0 = time.perf_counter()
+    scores = None
+    if truth_bytes is not None:
+        truth = read_volume(truth_bytes)
+        if tuple(truth.shape) != tuple(mask.shape):
+            raise InvalidVolumeError(
+                f"stored truth shape {tuple(truth.shape)} does not match image {mask.shape}"
+            )
+        scores = segmentation_metrics(mask, truth.data, volume.spacing)
+    store.put_bytes(mask_key(spec.job_id), volume_to_bytes(mask, like=volume))
+    seconds["metrics"] = time.perf_counter() - t0
+    progress("metrics", 1.0)
+
+    return JobResult(
+        job_id=spec.job_id,
+        state="finished",
+        model=spec.model,
+        codec=spec.codec,
+        image=spec.image,
+        owner=spec.owner,
+        has_truth=spec.truth_key is not None,
+        stage_seconds=seconds,
+        compression=compression,
+        segmentation=scores,
+        mask_key=mask_key(spec.job_id),
+        blob_key=spec.blob_key,
+        owned_keys=[*spec.owned_keys, mask_key(spec.job_id)],
+        created_at=spec.created_at,
+    )
+
+
+def save_result(store: BlobStore, result: JobResult) -> None:
+    """Write the result next to the blobs, where it survives a Redis flush."""
+    store.put_json(result_key(result.job_id), result.model_dump(mode="json"))
+
+
+def load_result(store: BlobStore, job_id: str) -> JobResult:
+    try:
+        return JobResult.model_validate(store.get_json(result_key(job_id)))
+    except NotFoundError:
+        raise NotFoundError(f"no job {job_id}") from None
+
+
+def delete_job_data(store: BlobStore, keys: list[str], job_id: str) -> None:
+    """Remove what a job stored: the keys it owns, its mask and its result."""
+    for key in {*keys, mask_key(job_id), result_key(job_id)}:
+        store.delete(key)

@@ -1,0 +1,194 @@
+"""Segmenters by name: the bundled small MambaVesselNet++ ("mvn-small", the default),
+a user's checkpoint such as the paper's full model ("mvn-checkpoint"), and the
+training-free Frangi baseline ("frangi").
+
+Loaded segmenters are cached per (name, checkpoint, device) so that a worker process
+reads its weights once and keeps the model warm.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vesselzip.errors import ModelNotAvailableError, VesselzipError
+from vesselzip.model.baselines import FrangiConfig, frangi_mask
+from vesselzip.model.inference import (
+    InferenceConfig,
+    Progress,
+    nifti_scaling,
+    predict_mask,
+    resolve_device,
+    voxel_spacing,
+)
+from vesselzip.weights import BUNDLED_CONFIG, BUNDLED_WEIGHTS
+
+
+class Segmenter(ABC):
+    """Turns a volume into a uint8 0/1 vessel mask on the volume's own grid."""
+
+    name: str
+
+    @abstractmethod
+    def segment(self, volume, progress: Progress | None = None) -> np.ndarray: ...
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class NetworkSegmenter(Segmenter):
+    """A segmentation network plus the preprocessing it was trained with."""
+
+    def __init__(
+        self,
+        name: str,
+        network: torch.nn.Module,
+        config: InferenceConfig = InferenceConfig(),
+        device: str | torch.device = "cpu",
+    ):
+        self.name = name
+        self.config = config
+        self.device = resolve_device(device)
+        self.network = network.to(self.device).eval()
+        # One volume at a time per process: the network and its buffers are shared.
+        self._lock = threading.Lock()
+
+    def with_config(self, **changes) -> NetworkSegmenter:
+        """The same network with other inference settings (e.g. flip_averaging=True)."""
+        return NetworkSegmenter(
+            self.name, self.network, replace(self.config, **changes), self.device
+        )
+
+    def segment(self, volume, progress: Progress | None = None) -> np.ndarray:
+        with self._lock:
+            return predict_mask(
+                self.network,
+                volume.data,
+                volume.affine,
+                self.config,
+                self.device,
+                progress,
+                scaling=nifti_scaling(getattr(volume, "header", None)),
+            )
+
+
+class FrangiSegmenter(Segmenter):
+    name = "frangi"
+
+    def __init__(self, config: FrangiConfig = FrangiConfig()):
+        self.config = config
+
+    def segment(self, volume, progress: Progress | None = None) -> np.ndarray:
+        # Vesselness is scale-free, so NIfTI intensity scaling does not matter here.
+        return frangi_mask(volume.data, voxel_spacing(volume.affine), self.config, progress)
+
+
+def _network_class():
+    from vesselzip.model.network import MambaVesselNet
+
+    return MambaVesselNet
+
+
+def load_network_segmenter(
+    name: str, checkpoint: Path, device: str, config: InferenceConfig | None = None
+) -> NetworkSegmenter:
+    """A MambaVesselNet++ checkpoint (published format or bare state dict) with its
+    inference settings: explicit `config`, else the checkpoint's own "config" entry
+    (written by `vesselzip train`), else the paper's protocol."""
+    if not checkpoint.is_file():
+        raise ModelNotAvailableError(f"checkpoint not found: {checkpoint}")
+    try:
+        stored = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception:
+        # Not plain tensors and containers (e.g. numpy scalars in the paper's files):
+        # the network's own loader knows which extras are safe.
+        stored = checkpoint
+    if config is None:
+        saved = stored.get("config") if isinstance(stored, dict) else None
+        inference = saved.get("inference") if isinstance(saved, dict) else None
+        config = InferenceConfig.from_dict(inference) if inference else InferenceConfig()
+    try:
+        network = _network_class().from_checkpoint(stored, device="cpu")
+    except VesselzipError as exc:
+        raise ModelNotAvailableError(f"{checkpoint}: {exc}") from exc
+    return NetworkSegmenter(name, network, config, device)
+
+
+def _load_mvn_small(checkpoint: Path | None, device: str) -> Segmenter:
+    if not BUNDLED_WEIGHTS.is_file():
+        raise ModelNotAvailableError(
+            "the bundled model weights are missing from this installation; "
+            "use --model frangi or a checkpoint"
+        )
+    config = json.loads(BUNDLED_CONFIG.read_text())
+    return load_network_segmenter(
+        "mvn-small", BUNDLED_WEIGHTS, device, InferenceConfig.from_dict(config["inference"])
+    )
+
+
+def _load_mvn_checkpoint(checkpoint: Path | None, device: str) -> Segmenter:
+    if checkpoint is None:
+        raise ModelNotAvailableError(
+            "model 'mvn-checkpoint' needs a checkpoint: pass one or set VESSELZIP_CHECKPOINT"
+        )
+    return load_network_segmenter("mvn-checkpoint", Path(checkpoint), device)
+
+
+def _load_frangi(checkpoint: Path | None, device: str) -> Segmenter:
+    return FrangiSegmenter()
+
+
+_LOADERS: dict[str, Callable[[Path | None, str], Segmenter]] = {
+    "mvn-small": _load_mvn_small,
+    "mvn-checkpoint": _load_mvn_checkpoint,
+    "frangi": _load_frangi,
+}
+_cache: dict[tuple[str, str | None, str], Segmenter] = {}
+_cache_lock = threading.Lock()
+
+
+def available_segmenters() -> list[str]:
+    return list(_LOADERS)
+
+
+def load_segmenter(
+    name: str | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    device: str = "auto",
+) -> Segmenter:
+    """The segmenter called `name` (default: settings' default_model), loaded once per
+    process for each (name, checkpoint, device)."""
+    from vesselzip.settings import get_settings
+
+    if name is None:
+        name = get_settings().default_model
+    if name not in _LOADERS:
+        raise ModelNotAvailableError(
+            f"unknown model {name!r}; available: {', '.join(available_segmenters())}"
+        )
+    if name == "mvn-checkpoint" and checkpoint is None:
+        checkpoint = get_settings().checkpoint
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint).expanduser().resolve()
+    resolved = "cpu" if name == "frangi" else str(resolve_device(device))
+    key = (name, None if checkpoint is None else str(checkpoint), resolved)
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = _LOADERS[name](checkpoint, resolved)
+        return _cache[key]
+
+
+def segment(volume, model: str | Segmenter | None = None, **kwargs) -> np.ndarray:
+    """Vessel mask of `volume` with `model` (a name, a Segmenter, or the default).
+    Extra keywords go to load_segmenter (checkpoint, device) or segment (progress)."""
+    progress = kwargs.pop("progress", None)
+    segmenter = model if isinstance(model, Segmenter) else load_segmenter(model, **kwargs)
+    return segmenter.segment(volume, progress=progress)

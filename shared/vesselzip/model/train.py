@@ -1,0 +1,505 @@
+"""Training MambaVesselNet++ with the paper's protocol (§3.4): Adam with weight decay
+1e-5, cosine learning rate 1e-4 -> 1e-7 per iteration, 64^3 patches drawn half on
+vessel and half on background, DiceCE moving linearly to Focal loss until 40% of the
+iterations, then Focal alone. Validation Dice by sliding window every K iterations;
+by default the vessel-probability threshold that gives the best validation Dice is
+chosen there too and stored with the weights (see `calibrate_threshold`).
+
+Checkpoints use the published format ({"model", "optimizer", "dice_metric",
+"epoch"}) plus what resuming and inference need ("scheduler", "iteration",
+"config", ...): `last.pt` after every validation, `best.pt` at the best Dice.
+A JSON-lines log (`train_log.jsonl`) records losses and validation scores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai import transforms as T
+from monai.data import DataLoader, Dataset, load_decathlon_datalist
+from monai.losses import DiceCELoss, FocalLoss
+from monai.utils import set_determinism
+
+from vesselzip.errors import VesselzipError
+from vesselzip.model.inference import (
+    InferenceConfig,
+    autocast_for,
+    nifti_scaling,
+    preprocess,
+    ras_grid,
+    resampled_shape,
+    resolve_device,
+    sliding_window_logits,
+    vessel_probability,
+)
+
+SMALL_FEATURE_DIMS = (8, 16, 32, 64, 128)
+#: Vessel-probability thresholds tried on the validation volumes.
+THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(2, 20))  # 0.10 ... 0.95
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    out: Path
+    feature_dims: tuple[int, ...] = SMALL_FEATURE_DIMS
+    iterations: int = 5000
+    batch_size: int = 8
+    patch_size: int = 64
+    lr: float = 1e-4
+    min_lr: float = 1e-7
+    weight_decay: float = 1e-5
+    # Focal weight ramps 0 -> final_focal_weight over this fraction of the iterations
+    # (the paper: to 1, Focal alone afterwards).
+    switch_ratio: float = 0.4
+    final_focal_weight: float = 1.0
+    val_every: int = 500
+    # Held-out volumes when dataset.json has no "validation" list.
+    val_count: int = 4
+    # Validate on every volume of this other dataset.json instead.
+    val_data: Path | None = None
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    augment: bool = True
+    # Share of patches zoomed 0.7-1.4x per axis (other calibres, anisotropy). The
+    # zoomed label is the old one resampled, off by up to half a voxel at the rim
+    # compared with a label drawn on the new grid; 0 keeps exact labels exact.
+    zoom_prob: float = 0.3
+    # Preprocessing; stored with the weights and used again at inference.
+    target_spacing: tuple[float, float, float] | None = InferenceConfig().target_spacing
+    window: tuple[float, float] = (0.0, 1000.0)
+    window_percentiles: tuple[float, float] | None = None
+    # Sliding-window overlap for validation, stored for inference.
+    overlap: float = 0.25
+    # Choose the vessel-probability threshold on the validation volumes (the best
+    # checkpoint is the one with the best Dice at its own threshold) instead of argmax.
+    calibrate_threshold: bool = True
+    # Start from these weights (any checkpoint MambaVesselNet.from_checkpoint reads);
+    # the optimizer and schedule start fresh.
+    init: Path | None = None
+    resume: bool = False
+    # Stop (saving last.pt) after this iteration, to train in several sittings.
+    stop_after: int | None = None
+    log_every: int = 10
+    progress: bool = True
+    inference: InferenceConfig = field(init=False)
+
+    def __post_init__(self):
+        self.data, self.out = Path(self.data), Path(self.out)
+        if self.val_data is not None:
+            self.val_data = Path(self.val_data)
+        self.feature_dims = tuple(int(d) for d in self.feature_dims)
+        if self.target_spacing is not None:
+            self.target_spacing = tuple(float(s) for s in self.target_spacing)
+        self.window = tuple(float(w) for w in self.window)
+        if self.window_percentiles is not None:
+            self.window_percentiles = tuple(float(w) for w in self.window_percentiles)
+        if self.init is not None:
+            self.init = Path(self.init)
+            if not self.init.is_file():
+                raise VesselzipError(f"initial checkpoint not found: {self.init}")
+        if self.iterations < 1 or self.batch_size < 1 or self.val_every < 1:
+            raise VesselzipError("iterations, batch size and val-every must be at least 1")
+        if not 0.0 <= self.zoom_prob <= 1.0:
+            raise VesselzipError(f"zoom probability must be between 0 and 1, got {self.zoom_prob}")
+        if self.patch_size % 16:
+            raise VesselzipError(f"patch size must be a multiple of 16, got {self.patch_size}")
+        self.inference = InferenceConfig(
+            target_spacing=self.target_spacing,
+            window=self.window,
+            window_percentiles=self.window_percentiles,
+            roi_size=self.patch_size,
+            overlap=self.overlap,
+        )
+
+    def to_dict(self) -> dict:
+        values = {k: v for k, v in asdict(self).items() if k != "inference"}
+        values.update(data=str(self.data), out=str(self.out))
+        values["init"] = None if self.init is None else str(self.init)
+        values["val_data"] = None if self.val_data is None else str(self.val_data)
+        for key in ("feature_dims", "target_spacing", "window", "window_percentiles"):
+            if values[key] is not None:
+                values[key] = list(values[key])
+        return values
+
+
+# ------------------------------------------------------------------------- data
+
+
+def load_case(image_path: str, label_path: str, config: InferenceConfig) -> dict:
+    """One volume and its label, preprocessed exactly as at inference (RAS, target
+    spacing, window) but not clipped, as (1, D, H, W) tensors."""
+    from vesselzip.volumes import read_volume
+
+    image_volume, label_volume = read_volume(image_path), read_volume(label_path)
+    if image_volume.shape != label_volume.shape:
+        raise VesselzipError(f"{image_path} and {label_path} differ in shape")
+    grid = ras_grid(image_volume.shape, image_volume.affine)
+    cpu = torch.device("cpu")
+    image = preprocess(
+        image_volume.data,
+        grid,
+        config,
+        cpu,
+        scaling=nifti_scaling(image_volume.header),
+        clip=False,
+    )[0]
+    label = nib_to_ras_tensor(label_volume.data > 0, grid)
+    shape = resampled_shape(grid, config.target_spacing)
+    if tuple(label.shape[1:]) != shape:
+        # Linear interpolation of the 0/1 mask then 0.5, as predictions are mapped back.
+        label = F.interpolate(label[None], size=shape, mode="trilinear", align_corners=False)[0]
+    return {"image": image, "label": (label >= 0.5).to(torch.uint8)}
+
+
+def nib_to_ras_tensor(mask: np.ndarray, grid) -> torch.Tensor:
+    import nibabel as nib
+
+    ras = nib.orientations.apply_orientation(mask, grid.to_ras)
+    return torch.from_numpy(np.ascontiguousarray(ras, dtype=np.float32))[None]
+
+
+def clip_unit(image: torch.Tensor) -> torch.Tensor:
+    return image.clamp(0.0, 1.0)
+
+
+def training_transforms(config: TrainConfig) -> T.Compose:
+    """Patch sampling and augmentation. Intensity changes act on the unclipped
+    window so that they mimic scanners with other gains and offsets; the image is
+    clipped to [0, 1] last, as at inference."""
+    keys = ["image", "label"]
+    patch = [config.patch_size] * 3
+    steps = [
+        T.SpatialPadd(keys, spatial_size=patch),
+        T.RandCropByPosNegLabeld(
+            keys, label_key="label", spatial_size=patch, pos=1, neg=1, num_samples=1
+        ),
+    ]
+    if config.augment:
+        steps += [
+            T.RandFlipd(keys, prob=0.5, spatial_axis=0),
+            T.RandFlipd(keys, prob=0.5, spatial_axis=1),
+            T.RandFlipd(keys, prob=0.5, spatial_axis=2),
+            T.RandRotate90d(keys, prob=0.5, max_k=3, spatial_axes=(0, 1)),
+            # Per-axis zoom: vessels of other calibres and anisotropic resampling.
+            T.RandZoomd(
+                keys,
+                prob=config.zoom_prob,
+                min_zoom=(0.7, 0.7, 0.7),
+                max_zoom=(1.4, 1.4, 1.4),
+                mode=("trilinear", "nearest"),
+                padding_mode="constant",
+            ),
+            T.RandSimulateLowResolutiond("image", prob=0.2, zoom_range=(0.5, 0.9)),
+            T.RandScaleIntensityd("image", factors=0.4, prob=0.5),
+            T.RandShiftIntensityd("image", offsets=0.1, prob=0.3),
+            T.RandBiasFieldd("image", coeff_range=(0.0, 0.3), prob=0.3),
+            # Blotchy brightness a few voxels across (tissue texture, flow artefacts):
+            # bright tissue must not pass for vessel on brightness alone.
+            T.RandSmoothFieldAdjustIntensityd(
+                "image",
+                spatial_size=patch,
+                rand_size=[max(2, config.patch_size // 8)] * 3,
+                mode="trilinear",
+                align_corners=True,
+                gamma=(0.6, 1.6),
+                prob=0.3,
+            ),
+            T.RandAdjustContrastd("image", gamma=(0.6, 1.6), prob=0.3),
+            T.RandGaussianSmoothd(
+                "image", sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0), sigma_z=(0.3, 1.0), prob=0.2
+            ),
+            T.RandGaussianNoised("image", std=0.03, prob=0.3),
+        ]
+    steps += [
+        T.Lambdad("image", clip_unit),
+        T.EnsureTyped(keys, dtype=(torch.float32, torch.long), track_meta=False),
+    ]
+    return T.Compose(steps)
+
+
+def split_dataset(config: TrainConfig) -> tuple[list[dict], list[dict]]:
+    training = _datalist(config.data, "training")
+    if not training:
+        raise VesselzipError(f"{config.data} lists no training volumes")
+    if config.val_data is not None:
+        validation = _datalist(config.val_data, "training") + _datalist(
+            config.val_data, "validation"
+        )
+        if not validation:
+            raise VesselzipError(f"{config.val_data} lists no volumes")
+    elif json.loads(config.data.read_text()).get("validation"):
+        validation = _datalist(config.data, "validation")
+    else:
+        count = min(config.val_count, len(training) - 1)
+        if count < 1:
+            raise VesselzipError("need at least two volumes: one to train, one to validate")
+        training, validation = training[:-count], training[-count:]
+    return training, validation
+
+
+def _datalist(path: Path, key: str) -> list[dict]:
+    """The `key` list of a decathlon-style dataset.json, paths made absolute."""
+    if not path.is_file():
+        raise VesselzipError(f"dataset file not found: {path}")
+    try:
+        if not json.loads(path.read_text()).get(key):
+            return []
+        return load_decathlon_datalist(path, True, key, path.parent)
+    except (ValueError, KeyError, TypeError) as error:
+        raise VesselzipError(f"{path} is not a usable dataset.json: {error}") from None
+
+
+# ------------------------------------------------------------------- training
+
+
+def focal_weight(iteration: int, config: TrainConfig) -> float:
+    """Share of Focal loss at this iteration: linear from 0 until switch_ratio."""
+    ramp = config.switch_ratio * config.iterations
+    return config.final_focal_weight * (1.0 if ramp <= 0 else min(1.0, iteration / ramp))
+
+
+def validation_scores(network, cases: list[dict], config: TrainConfig, device) -> dict:
+    """Mean vessel Dice over the held-out volumes on the resampled grid: with argmax
+    ("dice"), and at the vessel-probability threshold that scores best over them
+    ("threshold", "threshold_dice")."""
+    network.eval()
+    argmax_scores, threshold_scores = [], []
+    for case in cases:
+        image = case["image"].clamp(0.0, 1.0)[None].to(device)
+        logits = sliding_window_logits(network, image, config.inference)
+        truth = (case["label"][0] > 0).to(logits.device)
+        argmax_scores.append(_dice(logits.argmax(dim=1)[0] > 0, truth))
+        probability = vessel_probability(logits)
+        threshold_scores.append([_dice(probability >= t, truth) for t in THRESHOLDS])
+    network.train()
+    mean_by_threshold = np.mean(threshold_scores, axis=0)
+    best = int(np.argmax(mean_by_threshold))
+    return {
+        "dice": float(np.mean(argmax_scores)),
+        "threshold": THRESHOLDS[best],
+        "threshold_dice": float(mean_by_threshold[best]),
+    }
+
+
+def _dice(prediction: torch.Tensor, truth: torch.Tensor) -> float:
+    overlap = (prediction & truth).sum().item()
+    total = prediction.sum().item() + truth.sum().item()
+    return 1.0 if total == 0 else 2.0 * overlap / total
+
+
+def build_network(config: TrainConfig):
+    from vesselzip.model.network import MambaVesselNet
+
+    return MambaVesselNet(in_chans=1, out_chans=2, feature_dims=config.feature_dims)
+
+
+def checkpoint_payload(
+    network, optimizer, scheduler, iteration, dice, best, config, vessel_threshold=None
+) -> dict:
+    inference = replace(config.inference, vessel_threshold=vessel_threshold)
+    return {
+        # The published keys: a checkpoint written here loads wherever theirs does.
+        "model": network.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "dice_metric": float(dice),
+        "epoch": int(iteration),
+        # What resuming and inference need.
+        "scheduler": scheduler.state_dict(),
+        "iteration": int(iteration),
+        "best_dice": float(best),
+        "config": {
+            "network": {"in_chans": 1, "out_chans": 2, "feature_dims": list(config.feature_dims)},
+            "inference": inference.to_dict(),
+            "training": config.to_dict(),
+        },
+    }
+
+
+def infinite_batches(loader):
+    while True:
+        yield from loader
+
+
+def train(config: TrainConfig) -> dict:
+    """Train (or resume) and return a summary: best Dice, iterations, seconds."""
+    device = resolve_device(config.device)
+    config.out.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = config.out / "last.pt", config.out / "best.pt"
+    log_path = config.out / "train_log.jsonl"
+
+    network = build_network(config)
+    if config.init is not None and not (config.resume and last_path.is_file()):
+        from vesselzip.model.network import check_state_dict, load_checkpoint_state
+
+        state = {k: v.float() for k, v in load_checkpoint_state(config.init).items()}
+        try:
+            check_state_dict(network, state)
+        except VesselzipError as error:
+            raise VesselzipError(
+                f"{config.init} does not fit feature_dims {list(config.feature_dims)}: {error}"
+            ) from None
+        network.load_state_dict(state)
+    network = network.to(device)
+    optimizer = torch.optim.Adam(
+        network.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=config.iterations, eta_min=config.min_lr
+    )
+    start, best = 0, -1.0
+    if config.resume and last_path.is_file():
+        saved = torch.load(last_path, map_location=device, weights_only=True)
+        network.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        start, best = int(saved["iteration"]), float(saved["best_dice"])
+    # Reseeded from the iteration so a resumed run does not replay the same patches.
+    set_determinism(seed=config.seed + start)
+
+    train_files, val_files = split_dataset(config)
+    load = lambda item: load_case(item["image"], item["label"], config.inference)  # noqa: E731
+    train_cases = [load(item) for item in train_files]
+    val_cases = [load(item) for item in val_files]
+    loader = DataLoader(
+        Dataset(train_cases, transform=training_transforms(config)),
+        batch_size=config.batch_size,
+        shuffle=True,
+        num_workers=config.num_workers,
+        persistent_workers=config.num_workers > 0,
+        drop_last=len(train_cases) >= config.batch_size,
+    )
+    batches = infinite_batches(loader)
+
+    # Dice over the whole batch: a background patch with no vessel does not make it blow up.
+    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+    focal = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=2.0)
+
+    def save(path, iteration, dice, threshold):
+        payload = checkpoint_payload(
+            network, optimizer, scheduler, iteration, dice, best, config, threshold
+        )
+        torch.save(payload, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)  # never a half-written checkpoint
+
+    bar = _progress_bar(config, start)
+    started = time.monotonic()
+    network.train()
+    losses: list[float] = []
+    with log_path.open("a") as log:
+        if start == 0:
+            log.write(json.dumps({"event": "start", "config": config.to_dict()}) + "\n")
+        stop = min(config.iterations, config.stop_after or config.iterations)
+        iteration, threshold = start, None
+        for iteration in range(start + 1, stop + 1):
+            batch = next(batches)
+            image, label = batch["image"].to(device), batch["label"].to(device)
+            weight = focal_weight(iteration - 1, config)
+            with autocast_for(device):
+                logits = network(image)
+            logits = logits.float()
+            loss = (1 - weight) * dice_ce(logits, label) + weight * focal(logits, label)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            bar.update(1)
+
+            if iteration % config.log_every == 0:
+                entry = {
+                    "iteration": iteration,
+                    "loss": float(np.mean(losses)),
+                    "focal_weight": round(weight, 4),
+                    "lr": scheduler.get_last_lr()[0],
+                    "seconds": round(time.monotonic() - started, 1),
+                }
+                log.write(json.dumps(entry) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{entry['loss']:.4f}", best=f"{best:.4f}")
+                losses.clear()
+            if iteration % config.val_every == 0 or iteration == config.iterations:
+                scores = validation_scores(network, val_cases, config, device)
+                if config.calibrate_threshold:
+                    dice, threshold = scores["threshold_dice"], scores["threshold"]
+                else:
+                    dice, threshold = scores["dice"], None
+                if dice > best:
+                    best = dice
+                    save(best_path, iteration, dice, threshold)
+                save(last_path, iteration, dice, threshold)
+                entry = {
+                    "iteration": iteration,
+                    "val_dice": scores["dice"],
+                    "val_threshold": scores["threshold"],
+                    "val_threshold_dice": scores["threshold_dice"],
+                    "best_dice": best,
+                }
+                log.write(json.dumps(entry) + "\n")
+                log.flush()
+                bar.set_postfix(best=f"{best:.4f}", dice=f"{dice:.4f}")
+        if iteration > start and iteration % config.val_every and iteration != config.iterations:
+            save(last_path, iteration, best, threshold)  # stopped between validations
+    bar.close()
+    return {
+        "best_dice": best,
+        "iterations": iteration,
+        "resumed_from": start,
+        "seconds": round(time.monotonic() - started, 1),
+        "best_checkpoint": str(best_path),
+        "last_checkpoint": str(last_path),
+    }
+
+
+def _progress_bar(config: TrainConfig, start: int):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=config.iterations,
+        initial=start,
+        desc="train",
+        unit="it",
+        disable=not config.progress,
+        mininterval=2.0,
+    )
+
+
+# ---------------------------------------------------------------- bundling
+
+
+def export_weights(checkpoint: Path, out: Path, *, half: bool = True) -> Path:
+    """A small copy of a training checkpoint for distribution: the weights (fp16
+    by default, loaded back as float32), the published keys, the config, and no
+    optimizer state. Also writes the config as JSON next to it."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v) for k, v in saved["model"].items()
+    }
+    config = saved.get("config", {})
+    payload = {
+        "model": state,
+        "optimizer": {},  # published key kept; training state is not shipped
+        "dice_metric": float(saved.get("dice_metric", math.nan)),
+        "epoch": int(saved.get("epoch", 0)),
+        "config": config,
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, out)
+    summary = {
+        "feature_dims": config.get("network", {}).get("feature_dims"),
+        "inference": config.get("inference", InferenceConfig().to_dict()),
+        "validation_dice": payload["dice_metric"],
+        "iteration": payload["epoch"],
+        "training": config.get("training"),
+    }
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    return out
