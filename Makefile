@@ -24,6 +24,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy -p vesselzip -p vesselzip_queue -p vesselzip_api -p vesselzip_worker
 
 test: lint
 	$(BIN)/python -m pytest -q

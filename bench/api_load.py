@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
+from vesselzip_api.client import VesselzipClient
 
 
 def rss_bytes(pid: int) -> int:
@@ -103,19 +103,13 @@ def library_seconds(image: Path, codec_spec: str, repeats: int) -> dict[str, flo
 
 
 def post_many(url: str, image: Path, codec: str, clients: int, uploads: int) -> dict:
-    data = image.read_bytes()
-
     def one_client(_: int) -> list[tuple[float, str]]:
         out = []
-        with httpx.Client(base_url=url, timeout=600) as http:
+        with VesselzipClient(url, timeout_s=600) as client:
             for _ in range(uploads):
                 t0 = time.perf_counter()
-                response = http.post(
-                    "/v1/jobs", files={"image": (image.name, data)}, data={"codec": codec}
-                )
-                latency = time.perf_counter() - t0
-                response.raise_for_status()
-                out.append((latency, response.json()["id"]))
+                created = client.post_job(image, codec=codec)
+                out.append((time.perf_counter() - t0, created["id"]))
         return out
 
     t0 = time.perf_counter()
@@ -138,16 +132,16 @@ def gateway_stages(url: str, posted: list[tuple[float, str]]) -> dict[str, float
     stages, and the share of each POST's latency that was not codec work (reading the
     NIfTI, encoding, decoding, measuring), taken within the same request."""
     values: dict[str, list[float]] = {"upload": [], "compress": [], "share": [], "enc": []}
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with VesselzipClient(url, timeout_s=60) as client:
         for latency, job_id in posted:
-            job = http.get(f"/v1/jobs/{job_id}").json()
+            job = client.job(job_id)
             seconds, comp = job["stage_seconds"], job["compression"]
             codec_s = comp["read_s"] + comp["compress_s"] + comp["decompress_s"] + comp["measure_s"]
             values["upload"].append(seconds["upload"])
             values["compress"].append(seconds["compress"])
             values["share"].append(1 - codec_s / latency)
             values["enc"].append(1 - comp["compress_s"] / latency)
-            http.delete(f"/v1/jobs/{job_id}")
+            client.delete(job_id)
     medians = {name: statistics.median(v) for name, v in values.items()}
     return {
         "upload": medians["upload"],

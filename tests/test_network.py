@@ -1,5 +1,5 @@
-"""MambaVesselNet++: published state-dict layout, checkpoint loading, and logits against
-the architecture's description written out with plain torch functions."""
+"""MambaVesselNet++: published state-dict layout, checkpoint loading (model/checkpoints.py),
+and logits against the architecture's description written out with plain torch functions."""
 
 import json
 import math
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_mixer import reference_mixer
 
-from vesselzip.errors import VesselzipError
-from vesselzip.model.network import MambaVesselNet, infer_config, load_checkpoint_state
+from tests.test_mixer import reference_mixer
+from vesselzip.errors import ModelNotAvailableError, VesselzipError
+from vesselzip.model.checkpoints import infer_config, load_checkpoint_state, load_network
+from vesselzip.model.network import MambaVesselNet
 
 MANIFEST = Path(__file__).parent / "data" / "mvn_state_dict_manifest.json"
 TINY = [4, 8, 8, 16, 16]
@@ -47,12 +48,12 @@ def test_full_config_matches_published_manifest():
     assert round(n_params / 1e6, 1) == 155.1
 
 
-def test_published_shapes_load_through_from_checkpoint():
+def test_published_shapes_load_through_load_network():
     # A state dict with the manifest's shapes (on the meta device: nothing allocated)
     # goes through the same checks and size inference as the published file.
     manifest = json.loads(MANIFEST.read_text())["tensors"]
     state = {k: torch.empty(shape, device="meta") for k, shape in manifest.items()}
-    net = MambaVesselNet.from_checkpoint({"model": state}, device="meta")
+    net = load_network({"model": state}, device="meta")
     assert net.feature_dims == (48, 96, 192, 384, 768)
     assert (net.in_chans, net.out_chans) == (1, 2)
 
@@ -84,8 +85,22 @@ def test_non_cubic_input(tiny_net):
 
 
 def test_sides_not_multiple_of_16_are_refused(tiny_net):
-    with pytest.raises(VesselzipError, match="multiples of 16"):
+    with pytest.raises(ValueError, match="multiples of 16"):
         tiny_net(torch.randn(1, 1, 32, 32, 24))
+    assert tiny_net.side_multiple == 16
+
+
+def test_the_network_raises_plain_errors_without_an_http_status(tiny_net):
+    # Wording an error for a user (and its HTTP status) is the loader's job.
+    for bad in (
+        lambda: MambaVesselNet(feature_dims=[4, 8]),
+        lambda: tiny_net(torch.randn(1, 1, 8, 16, 16)),
+    ):
+        with pytest.raises(ValueError) as info:
+            bad()
+        assert not isinstance(info.value, VesselzipError)
+    with pytest.raises(ModelNotAvailableError, match="cannot build MambaVesselNet.*5 entries"):
+        load_network(tiny_net.state_dict(), feature_dims=[4, 8])
 
 
 # --- The architecture written out with plain torch functions ----------------------
@@ -184,7 +199,7 @@ def test_published_checkpoint_round_trip(tmp_path):
     state = randomised_state(net, seed=3)
     path = published_style_checkpoint(net, tmp_path, state=state)
 
-    loaded = MambaVesselNet.from_checkpoint(path)
+    loaded = load_network(path)
     plain = MambaVesselNet(feature_dims=TINY)
     plain.load_state_dict(load_checkpoint_state(path), strict=True)
     net.load_state_dict(state, strict=True)
@@ -199,10 +214,10 @@ def test_published_checkpoint_round_trip(tmp_path):
     assert all(p.requires_grad for p in loaded.parameters())
 
 
-def test_from_checkpoint_infers_sizes(tmp_path):
+def test_load_network_infers_sizes(tmp_path):
     dims = [4, 8, 12, 16, 16]
     net = MambaVesselNet(in_chans=2, out_chans=3, feature_dims=dims)
-    loaded = MambaVesselNet.from_checkpoint(published_style_checkpoint(net, tmp_path))
+    loaded = load_network(published_style_checkpoint(net, tmp_path))
     assert (loaded.in_chans, loaded.out_chans, loaded.feature_dims) == (2, 3, tuple(dims))
     assert infer_config(net.state_dict()) == {
         "in_chans": 2,
@@ -227,22 +242,22 @@ def test_missing_and_extra_keys_are_named(tmp_path, tiny_net):
     state = dict(tiny_net.state_dict())
     del state["dec_mamba4.mlp.fc2.bias"]
     state["head.weight"] = torch.zeros(2)
-    with pytest.raises(VesselzipError) as info:
-        MambaVesselNet.from_checkpoint({"model": state})
+    with pytest.raises(ModelNotAvailableError) as info:
+        load_network({"model": state})
     message = str(info.value)
     assert "1 missing: dec_mamba4.mlp.fc2.bias" in message
     assert "1 unexpected: head.weight" in message
 
 
 def test_wrong_feature_dims_give_a_shape_error(tiny_net):
-    with pytest.raises(VesselzipError, match="wrong shape"):
-        MambaVesselNet.from_checkpoint(tiny_net.state_dict(), feature_dims=[4, 8, 8, 16, 32])
+    with pytest.raises(ModelNotAvailableError, match="wrong shape"):
+        load_network(tiny_net.state_dict(), feature_dims=[4, 8, 8, 16, 32])
 
 
 def test_not_a_mambavesselnet_checkpoint():
-    with pytest.raises(VesselzipError, match="missing tensor"):
-        MambaVesselNet.from_checkpoint({"model": {"weight": torch.zeros(3)}})
-    with pytest.raises(VesselzipError, match="no state dict"):
+    with pytest.raises(ModelNotAvailableError, match="missing tensor"):
+        load_network({"model": {"weight": torch.zeros(3)}})
+    with pytest.raises(ModelNotAvailableError, match="no state dict"):
         load_checkpoint_state({"model": "nothing here", "epoch": 3})
 
 
@@ -253,15 +268,15 @@ class NotAllowed:
 def test_arbitrary_objects_are_not_unpickled(tmp_path, tiny_net):
     path = tmp_path / "unsafe.ckpt"
     torch.save({"model": tiny_net.state_dict(), "extra": NotAllowed()}, path)
-    with pytest.raises(VesselzipError, match="not unpickled for safety") as info:
+    with pytest.raises(ModelNotAvailableError, match="not unpickled for safety") as info:
         load_checkpoint_state(path)
     assert "NotAllowed" in str(info.value)
 
 
 def test_unreadable_and_missing_files(tmp_path):
-    with pytest.raises(VesselzipError, match="not found"):
+    with pytest.raises(ModelNotAvailableError, match="not found"):
         load_checkpoint_state(tmp_path / "nope.ckpt")
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(VesselzipError, match="junk.ckpt"):
+    with pytest.raises(ModelNotAvailableError, match="junk.ckpt"):
         load_checkpoint_state(junk)

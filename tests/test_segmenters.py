@@ -87,6 +87,35 @@ def test_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path):
         load_segmenter("mvn-checkpoint", checkpoint=tmp_path / "other.pt")
 
 
+def test_unusable_stored_settings_are_a_clear_error(tmp_path):
+    state = MambaVesselNet(feature_dims=TINY_DIMS).state_dict()
+    for inference, reason in (
+        ({"roi_size": 40}, "multiples of 16, not roi_size 40"),
+        ({"vessel_threshold": 2.0}, "vessel threshold must be between 0 and 1"),
+    ):
+        path = tmp_path / f"bad{len(reason)}.pt"
+        torch.save({"model": state, "config": {"inference": inference}}, path)
+        with pytest.raises(ModelNotAvailableError, match=reason) as info:
+            load_segmenter("mvn-checkpoint", checkpoint=path, device="cpu")
+        assert str(path) in str(info.value)
+
+
+def test_stored_settings_are_read_next_to_numpy_scalars(tmp_path):
+    # Training scripts store numpy scalars (e.g. the paper's dice_metric) next to the
+    # weights: the file is read once, allowing those, and its settings still apply.
+    path = tmp_path / "numpy.pt"
+    torch.save(
+        {
+            "model": MambaVesselNet(feature_dims=TINY_DIMS).state_dict(),
+            "dice_metric": np.float64(0.8),
+            "config": {"inference": {"roi_size": 32, "target_spacing": None}},
+        },
+        path,
+    )
+    segmenter = load_segmenter("mvn-checkpoint", checkpoint=path, device="cpu")
+    assert segmenter.config.roi_size == 32 and segmenter.config.target_spacing is None
+
+
 def test_segmenters_are_loaded_once_per_name_checkpoint_and_device(tiny_checkpoint):
     assert load_segmenter("frangi") is load_segmenter("frangi", device="cpu")
     first = load_segmenter("mvn-checkpoint", checkpoint=tiny_checkpoint, device="cpu")

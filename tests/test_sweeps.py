@@ -105,7 +105,9 @@ def test_paired_statistics_match_scipy():
     assert out["delta_dice_mean"] == pytest.approx(np.mean(deltas), abs=1e-15)
     assert out["delta_dice_ci_low"] == pytest.approx(ci.low, abs=1e-15)
     assert out["delta_dice_ci_high"] == pytest.approx(ci.high, abs=1e-15)
-    assert out["delta_dice_ci_low"] < out["delta_dice_mean"] < out["delta_dice_ci_high"]
+    low, mean, high = out["delta_dice_ci_low"], out["delta_dice_mean"], out["delta_dice_ci_high"]
+    assert low is not None and mean is not None and high is not None
+    assert low < mean < high
     assert out["wilcoxon_p"] == pytest.approx(stats.wilcoxon(deltas).pvalue)
     assert paired_statistics(deltas) == out  # the seed is fixed
 
@@ -198,40 +200,40 @@ def toy_sweep():
 def test_setting_rows_follow_the_documented_definitions(toy_sweep):
     spec, outcomes = toy_sweep
     summary = sweep_summary(spec, outcomes, now=150.0)
-    baseline, rate2 = summary["settings"]
+    baseline, rate2 = summary.settings
 
-    assert baseline["setting"] == "none" and baseline["group"] == "baseline"
-    assert baseline["n_finished"] == 3 and baseline["n_volumes"] == 3
-    assert baseline["cr_pooled"] == pytest.approx(8000 / 8030)
-    assert baseline["psnr_mean_db"] is None and baseline["psnr_n"] == 0
-    assert baseline["dice_mean"] == pytest.approx(0.8)
-    assert baseline["delta_dice_mean"] is None and baseline["n_pairs"] is None
+    assert baseline.setting == "none" and baseline.group == "baseline"
+    assert baseline.n_finished == 3 and baseline.n_volumes == 3
+    assert baseline.cr_pooled == pytest.approx(8000 / 8030)
+    assert baseline.psnr_mean_db is None and baseline.psnr_n == 0
+    assert baseline.dice_mean == pytest.approx(0.8)
+    assert baseline.delta_dice_mean is None and baseline.n_pairs is None
 
-    assert rate2["n_finished"] == 2 and rate2["n_failed"] == 0
-    assert rate2["raw_mb"] == pytest.approx(6000 / 1e6)
-    assert rate2["compressed_mb"] == pytest.approx(770 / 1e6)
-    assert rate2["cr_pooled"] == pytest.approx(6000 / 770)
-    assert rate2["cr_mean"] == pytest.approx((2000 / 260 + 4000 / 510) / 2)
-    assert rate2["cr_payload_pooled"] == pytest.approx(6000 / 570)
-    assert rate2["bits_per_voxel"] == pytest.approx(8 * 770 / 3000)
-    assert rate2["psnr_mean_db"] == pytest.approx(42.0)
-    assert rate2["ssim_mean"] == pytest.approx(0.98)
-    assert rate2["dice_mean"] == pytest.approx(0.745)
-    assert rate2["compress_mb_s"] == pytest.approx(6000 / 1e6 / 1.0)
-    assert rate2["decompress_mb_s"] == pytest.approx(6000 / 1e6 / 0.5)
+    assert rate2.n_finished == 2 and rate2.n_failed == 0
+    assert rate2.raw_mb == pytest.approx(6000 / 1e6)
+    assert rate2.compressed_mb == pytest.approx(770 / 1e6)
+    assert rate2.cr_pooled == pytest.approx(6000 / 770)
+    assert rate2.cr_mean == pytest.approx((2000 / 260 + 4000 / 510) / 2)
+    assert rate2.cr_payload_pooled == pytest.approx(6000 / 570)
+    assert rate2.bits_per_voxel == pytest.approx(8 * 770 / 3000)
+    assert rate2.psnr_mean_db == pytest.approx(42.0)
+    assert rate2.ssim_mean == pytest.approx(0.98)
+    assert rate2.dice_mean == pytest.approx(0.745)
+    assert rate2.compress_mb_s == pytest.approx(6000 / 1e6 / 1.0)
+    assert rate2.decompress_mb_s == pytest.approx(6000 / 1e6 / 0.5)
     # Paired with the baseline on the same volumes only (c's rate=2 is not done).
-    assert rate2["n_pairs"] == 2
-    assert rate2["delta_dice_mean"] == pytest.approx((0.01 - 0.02) / 2)
+    assert rate2.n_pairs == 2
+    assert rate2.delta_dice_mean == pytest.approx((0.01 - 0.02) / 2)
 
-    cases = {(c["volume"], c["setting"]): c for c in summary["cases"]}
-    assert cases["b", "zfp:rate=2"]["delta_dice"] == pytest.approx(-0.02)
-    assert cases["c", "zfp:rate=2"]["state"] == "running"
-    assert cases["c", "zfp:rate=2"]["dice"] is None
+    cases = {(c.volume, c.setting): c for c in summary.cases}
+    assert cases["b", "zfp:rate=2"].delta_dice == pytest.approx(-0.02)
+    assert cases["c", "zfp:rate=2"].state == "running"
+    assert cases["c", "zfp:rate=2"].dice is None
 
-    progress = summary["progress"]
-    assert (progress["done"], progress["total"], progress["state"]) == (5, 6, "running")
+    progress = summary.progress
+    assert (progress.done, progress.total, progress.state) == (5, 6, "running")
     # Five jobs finished in the 100 s since submission: one left takes about 20 s.
-    assert progress["eta_s"] == pytest.approx(20.0)
+    assert progress.eta_s == pytest.approx(20.0)
 
 
 def test_progress_states(toy_sweep):
@@ -239,19 +241,19 @@ def test_progress_states(toy_sweep):
     running = next(k for k, o in outcomes.items() if o.state == "running")
     outcomes[running] = CellOutcome(state="failed", error="boom")
     progress = progress_of(spec, outcomes, now=150.0)
-    assert progress["state"] == "failed" and progress["eta_s"] == 0.0
+    assert progress.state == "failed" and progress.eta_s == 0.0
     queued = {k: CellOutcome(state="queued") for k in outcomes}
     progress = progress_of(spec, queued, now=150.0)
-    assert progress["state"] == "queued" and progress["eta_s"] is None
+    assert progress.state == "queued" and progress.eta_s is None
 
 
 def test_tables_in_csv_and_markdown(toy_sweep):
     spec, outcomes = toy_sweep
     summary = sweep_summary(spec, outcomes)
-    text = to_csv(summary["settings"], list(SETTING_COLUMNS))
+    text = to_csv(summary.settings, list(SETTING_COLUMNS))
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["setting"] for r in rows] == ["none", "zfp:rate=2"]
-    assert float(rows[1]["cr_pooled"]) == summary["settings"][1]["cr_pooled"]  # every digit
+    assert float(rows[1]["cr_pooled"]) == summary.settings[1].cr_pooled  # every digit
     assert rows[0]["psnr_mean_db"] == ""
 
     markdown = markdown_tables(summary)
@@ -359,4 +361,5 @@ def test_job_with_a_source_compresses_it_on_the_worker(tmp_path, phantom_pairs):
     decoded = decode_volume(expected_blob)
     assert result.compression["psnr_db"] == pytest.approx(psnr(original.data, decoded.data))
     assert result.stage_seconds["compress"] > 0
+    assert result.segmentation is not None
     assert 0.0 <= result.segmentation["dice"] <= 1.0 and math.isfinite(result.segmentation["dice"])

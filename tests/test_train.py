@@ -1,18 +1,24 @@
 """`vesselzip train` on a tiny dataset with a tiny network: a few iterations, the
-published checkpoint format, the log, resuming, and exporting shippable weights."""
+published checkpoint format, the log, resuming, and exporting shippable weights; its
+options, made from TrainConfig's fields; the progress bar."""
 
+import argparse
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from vesselzip.cli import main
+from vesselzip.cli import build_parser, main
+from vesselzip.cli.model_commands import train_config
 from vesselzip.model import load_segmenter
+from vesselzip.model.checkpoints import export_weights, load_network
 from vesselzip.model.network import MambaVesselNet
 from vesselzip.model.train import (
     THRESHOLDS,
     TrainConfig,
-    export_weights,
+    TrainingProgress,
     focal_weight,
     split_dataset,
     training_transforms,
@@ -90,7 +96,7 @@ def test_best_checkpoint_loads_as_network_and_segmenter(dataset, tmp_path):
     out = tmp_path / "run"
     assert main(train_args(dataset, out, "--iterations", "2")) == 0
     best = out / "best.pt"
-    network = MambaVesselNet.from_checkpoint(best)
+    network = load_network(best)
     assert network.feature_dims == (4, 8, 8, 16, 16)
 
     segmenter = load_segmenter("mvn-checkpoint", checkpoint=best, device="cpu")
@@ -211,3 +217,123 @@ def test_validation_volumes_from_another_dataset(dataset, tmp_path, capsys):
     broken.write_text("{not json")
     assert main(train_args(dataset, tmp_path / "g", "--val-data", str(broken))) == 2
     assert "not a usable dataset.json" in capsys.readouterr().err
+
+
+# --- Options: one per TrainConfig field --------------------------------------------
+
+#: `vesselzip train` options that are not TrainConfig fields.
+NOT_FIELDS = {"help", "native_grid", "threads"}
+#: Every option `vesselzip train` had before they were made from TrainConfig.
+OPTIONS = (
+    "--data --out --feature-dims --iterations --batch-size --patch-size --lr --min-lr "
+    "--weight-decay --switch-ratio --final-focal-weight --val-every --val-count --val-data "
+    "--target-spacing --native-grid --window --window-percentiles --overlap --init "
+    "--no-calibrate --no-augment --zoom-prob --resume --stop-after --seed --device "
+    "--num-workers --threads --quiet"
+).split()
+
+
+def train_parser() -> argparse.ArgumentParser:
+    (subparsers,) = [
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ]
+    return subparsers.choices["train"]
+
+
+def parse_train(*args: str) -> TrainConfig:
+    return train_config(build_parser().parse_args(["train", *args]))
+
+
+def test_every_train_config_field_is_an_option_and_back():
+    fields = {f.name for f in dataclasses.fields(TrainConfig) if f.init}
+    options = {action.dest for action in train_parser()._actions}
+    assert fields - options == set(), "TrainConfig fields without a `vesselzip train` option"
+    assert options - fields == NOT_FIELDS, "options that are neither fields nor known extras"
+    for item in dataclasses.fields(TrainConfig):
+        assert not item.init or item.metadata.get("help"), f"{item.name} has no help"
+
+
+def test_option_names_are_kept():
+    flags = {flag for action in train_parser()._actions for flag in action.option_strings}
+    assert set(OPTIONS) <= flags
+
+
+def test_options_left_out_take_train_config_defaults(tmp_path):
+    given = parse_train("--data", "d.json", "--out", str(tmp_path))
+    assert given == TrainConfig(data=Path("d.json"), out=tmp_path)
+    assert given.feature_dims == (8, 16, 32, 64, 128) and given.iterations == 5000
+    assert given.target_spacing == (0.3542,) * 3 and given.window == (0.0, 1000.0)
+    assert given.augment and given.calibrate_threshold and given.progress and not given.resume
+    assert given.zoom_prob == 0.3 and given.log_every == 10 and given.device == "auto"
+
+
+def test_options_reach_the_config(tmp_path):
+    init = tmp_path / "init.pt"
+    init.write_bytes(b"")
+    config = parse_train(
+        *("--data", "d.json", "--out", "o", "--feature-dims", "16", "32", "64", "64", "64"),
+        *("--iterations", "7", "--batch-size", "2", "--patch-size", "48", "--lr", "3e-4"),
+        *("--min-lr", "1e-6", "--weight-decay", "0", "--switch-ratio", "0.5"),
+        *("--final-focal-weight", "0.5", "--val-every", "3", "--val-count", "2"),
+        *("--val-data", "v.json", "--native-grid", "--window-percentiles", "0", "99.9"),
+        *("--overlap", "0.5", "--init", str(init), "--no-calibrate", "--no-augment"),
+        *("--zoom-prob", "0", "--resume", "--stop-after", "5", "--seed", "3"),
+        *("--device", "cpu", "--num-workers", "1", "--log-every", "2", "--quiet"),
+    )
+    assert config == TrainConfig(
+        data=Path("d.json"),
+        out=Path("o"),
+        feature_dims=(16, 32, 64, 64, 64),
+        iterations=7,
+        batch_size=2,
+        patch_size=48,
+        lr=3e-4,
+        min_lr=1e-6,
+        weight_decay=0.0,
+        switch_ratio=0.5,
+        final_focal_weight=0.5,
+        val_every=3,
+        val_count=2,
+        val_data=Path("v.json"),
+        target_spacing=None,
+        window_percentiles=(0.0, 99.9),
+        overlap=0.5,
+        init=init,
+        calibrate_threshold=False,
+        augment=False,
+        zoom_prob=0.0,
+        resume=True,
+        stop_after=5,
+        seed=3,
+        device="cpu",
+        num_workers=1,
+        log_every=2,
+        progress=False,
+    )
+    spaced = parse_train("--data", "d", "--out", "o", "--target-spacing", "0.5", "0.5", "0.8")
+    assert spaced.target_spacing == (0.5, 0.5, 0.8) and spaced.window == (0.0, 1000.0)
+    assert parse_train("--data", "d", "--out", "o", "--window", "10", "90").window == (10.0, 90.0)
+
+
+def test_option_counts_and_choices_are_checked(capsys):
+    for wrong in (["--feature-dims", "4", "8"], ["--window", "1"], ["--device", "tpu"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["train", "--data", "d", "--out", "o", *wrong])
+    capsys.readouterr()
+
+
+def test_progress_bar_is_rich_on_stderr(tmp_path, capsys):
+    config = TrainConfig(data=tmp_path / "d.json", out=tmp_path, iterations=10)
+    with TrainingProgress(config, start=2) as bar:
+        bar.advance()
+        bar.show(loss=0.25, best=-1.0)
+        bar.show(dice=0.5)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert (
+        "3/10" in captured.err and "loss 0.2500" in captured.err and "dice 0.5000" in captured.err
+    )
+    quiet = TrainConfig(data=tmp_path / "d.json", out=tmp_path, progress=False)
+    with TrainingProgress(quiet, start=0) as bar:
+        bar.advance()
+    assert capsys.readouterr().err == ""

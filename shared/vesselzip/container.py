@@ -106,10 +106,10 @@ def read_blob_info(blob: bytes) -> BlobInfo:
 
 def _split(blob: bytes) -> tuple[dict[str, Any], bytes, bytes]:
     """Check magic, version, lengths and checksums; return (meta, NIfTI header, payload)."""
-    blob = memoryview(blob)
-    if len(blob) < _PREFIX.size:
-        raise CorruptBlobError(f"not a vesselzip blob: only {len(blob)} bytes")
-    magic, version, meta_nbytes, meta_crc = _PREFIX.unpack_from(blob)
+    view = memoryview(blob)
+    if len(view) < _PREFIX.size:
+        raise CorruptBlobError(f"not a vesselzip blob: only {len(view)} bytes")
+    magic, version, meta_nbytes, meta_crc = _PREFIX.unpack_from(view)
     if magic != MAGIC:
         raise CorruptBlobError(f"not a vesselzip blob (magic {bytes(magic)!r}, expected {MAGIC!r})")
     if version != VERSION:
@@ -117,19 +117,19 @@ def _split(blob: bytes) -> tuple[dict[str, Any], bytes, bytes]:
             f"unsupported blob version {version}; this vesselzip reads version {VERSION}"
         )
     meta_end = _PREFIX.size + meta_nbytes
-    if len(blob) < meta_end + NIFTI1_HEADER_NBYTES:
+    if len(view) < meta_end + NIFTI1_HEADER_NBYTES:
         raise CorruptBlobError("truncated blob: the header is incomplete")
-    meta_bytes = bytes(blob[_PREFIX.size : meta_end])
+    meta_bytes = bytes(view[_PREFIX.size : meta_end])
     if zlib.crc32(meta_bytes) != meta_crc:
         raise CorruptBlobError("corrupt blob: the JSON header fails its checksum")
     meta = _parse_meta(meta_bytes)
     payload_start = meta_end + NIFTI1_HEADER_NBYTES
     expected = payload_start + meta["payload_nbytes"]
-    if len(blob) != expected:
-        kind = "truncated" if len(blob) < expected else "corrupt"
-        raise CorruptBlobError(f"{kind} blob: {len(blob)} bytes, expected {expected}")
-    nifti_header = bytes(blob[meta_end:payload_start])
-    payload = bytes(blob[payload_start:])
+    if len(view) != expected:
+        kind = "truncated" if len(view) < expected else "corrupt"
+        raise CorruptBlobError(f"{kind} blob: {len(view)} bytes, expected {expected}")
+    nifti_header = bytes(view[meta_end:payload_start])
+    payload = bytes(view[payload_start:])
     if _sha256(nifti_header, payload) != meta["sha256"]:
         raise CorruptBlobError("corrupt blob: the NIfTI header or payload fails its checksum")
     return meta, nifti_header, payload

@@ -189,14 +189,14 @@ def add_volume(
         truth_key=truth_key,
         shape=image.shape,
         dtype=str(image.dtype),
-        spacing=tuple(float(s) for s in image.spacing),
+        spacing=image.spacing,
         raw_nbytes=int(image.data.nbytes),
         image_nbytes=len(image_bytes),
         image_sha256=hashlib.sha256(image_bytes).hexdigest(),
         truth_sha256=hashlib.sha256(truth_path.read_bytes()).hexdigest() if truth_path else None,
     )
     store.put_bytes(image_key, image_bytes)
-    if truth_key is not None:
+    if truth_key is not None and truth_bytes:  # truth_key is set exactly when truth_bytes is
         store.put_bytes(truth_key, truth_bytes)
     # The entry goes last: a volume is listed only once its files are in place.
     store.put_json(entry_key, entry.model_dump(mode="json"))

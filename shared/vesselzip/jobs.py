@@ -193,9 +193,9 @@ def compress_upload(
     metrics["payload_nbytes"] = read_blob_info(blob).payload_nbytes
     image = ImageInfo(
         filename=filename,
-        shape=tuple(int(n) for n in volume.shape),
+        shape=volume.shape,
         dtype=str(volume.dtype),
-        spacing=tuple(float(s) for s in volume.spacing),
+        spacing=volume.spacing,
     )
     seconds = {"validate": t1 - t0, "encode": t2 - t1, "decode": t3 - t2, "measure": t4 - t3}
     return CompressedUpload(

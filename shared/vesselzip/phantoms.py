@@ -469,6 +469,11 @@ def _acquire(rng, clean: np.ndarray, style) -> np.ndarray:
 # ----------------------------------------------------------------------- vessels
 
 
+#: A vessel stretch waiting to grow: position and direction (mm), radius (mm), path
+#: length from its tree's root (mm) and brightness gain.
+_Stretch = tuple[np.ndarray, np.ndarray, float, float, float]
+
+
 def _grow_vessels(rng, shape, spacing, head, style) -> np.ndarray:
     """Grow vessel trees as short straight segments.
 
@@ -527,7 +532,7 @@ def _grow_vessels(rng, shape, spacing, head, style) -> np.ndarray:
             return segments, None
         return segments, (points[-1], heading[-1], radii[-1], paths[-1], gain)
 
-    def new_tree(index: int) -> tuple:
+    def new_tree(index: int) -> _Stretch:
         position, direction = _draw_root(rng, extent, head, style["field_of_view"])
         radius = style["trunk_radius_mm"]
         if index >= 2:  # later trees are thinner, but not born too thin to grow
@@ -539,10 +544,10 @@ def _grow_vessels(rng, shape, spacing, head, style) -> np.ndarray:
         length = np.linalg.norm(segments[:, 3:6] - segments[:, 0:3], axis=1)
         return float(np.sum(math.pi * segments[:, 7] ** 2 * length * in_view))
 
-    queue = deque(new_tree(i) for i in range(style["n_trees"]))
+    queue: deque[_Stretch] = deque(new_tree(i) for i in range(style["n_trees"]))
     n_trees = style["n_trees"]
     branches = []
-    n_segments = vessel_volume = 0
+    n_segments, vessel_volume = 0, 0.0
     # A cap keeps rendering time in check (about 10000 for the default shape).
     max_segments = max(500, int(10000 * np.prod(shape) / np.prod(DEFAULT_SHAPE)))
     max_trees = 80

@@ -20,9 +20,10 @@ import io
 import math
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, cast
 
 import nibabel as nib
 import numpy as np
@@ -58,7 +59,8 @@ class Volume:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(int(n) for n in self.data.shape)
+        # A Volume holds 3D data (read_volume reshapes to the header's first three axes).
+        return cast("tuple[int, int, int]", tuple(int(n) for n in self.data.shape))
 
     @property
     def dtype(self) -> np.dtype:
@@ -68,7 +70,7 @@ class Volume:
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size in mm along the three array axes."""
         zooms = self.header.get_zooms()
-        return tuple(float(z) for z in zooms[:3])
+        return cast("tuple[float, float, float]", tuple(float(z) for z in zooms[:3]))
 
 
 def read_volume(
@@ -120,7 +122,7 @@ def check_geometry(header: nib.Nifti1Header, name: str = "volume") -> np.ndarray
         raise InvalidVolumeError(f"{name}: the voxel size (pixdim) {_mm(zooms)} is not finite")
     # Every affine a reader may pick (viewers differ in which one wins); this package
     # uses the sform, else the qform, else the one pixdim implies.
-    declared = {}
+    declared: dict[str, Callable[[], Any]] = {}
     if int(header["qform_code"]) > 0:
         declared["qform"] = header.get_qform
     if int(header["sform_code"]) > 0:
@@ -217,14 +219,14 @@ def _gzip_bytes(payload: bytes) -> bytes:
     return gzip.compress(payload, compresslevel=6, mtime=0)
 
 
-def _open_stream(source: str | Path | bytes) -> BinaryIO:
+def _open_stream(source: str | Path | bytes) -> io.BufferedIOBase:
     if isinstance(source, bytes | bytearray | memoryview):
         return io.BytesIO(source)
     return open(source, "rb")  # noqa: SIM115 - closed by the caller's with-block
 
 
 def _read_nifti(
-    stream: BinaryIO, name: str, max_voxels: int | None, max_volume_bytes: int | None
+    stream: io.BufferedIOBase, name: str, max_voxels: int | None, max_volume_bytes: int | None
 ) -> Volume:
     """Read and check the header against the limits, then read exactly the declared
     voxels into one array."""
@@ -253,7 +255,7 @@ def _read_nifti(
     affine = check_geometry(header, name)
 
     data = np.empty(n_voxels, dtype=dtype)
-    got = _read_into(stream, memoryview(data).cast("B"))
+    got = _read_into(stream, data.data.cast("B"))
     if got < data.nbytes:
         raise InvalidVolumeError(
             f"{name}: truncated file ({offset + got} of {offset + data_nbytes} bytes)"
@@ -328,7 +330,7 @@ def _checked_shape_and_dtype(
     return shape, dtype
 
 
-def _read_into(stream: BinaryIO, buffer: memoryview) -> int:
+def _read_into(stream: io.BufferedIOBase, buffer: memoryview) -> int:
     """Fill `buffer` from the stream in chunks; returns the bytes read (fewer only at
     the end of the stream)."""
     filled = 0
@@ -340,7 +342,7 @@ def _read_into(stream: BinaryIO, buffer: memoryview) -> int:
     return filled
 
 
-def _read_up_to(stream: BinaryIO, nbytes: int) -> bytes:
+def _read_up_to(stream: io.BufferedIOBase, nbytes: int) -> bytes:
     """Read `nbytes` (fewer only at end of stream) in chunks, never more."""
     parts = []
     remaining = nbytes
@@ -353,7 +355,7 @@ def _read_up_to(stream: BinaryIO, nbytes: int) -> bytes:
     return b"".join(parts)
 
 
-def _drain_gzip(stream: BinaryIO, name: str) -> None:
+def _drain_gzip(stream: io.BufferedIOBase, name: str) -> None:
     """Read to the end of the gzip stream so its CRC is checked, refusing bulky trailers."""
     trailing = 0
     while part := stream.read(_CHUNK):

@@ -10,6 +10,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import cast
 
 from redis import Redis
 from rq import Callback, Queue, Retry
@@ -18,7 +19,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
-from rq.worker import Worker
+from rq.worker import BaseWorker, Worker
 
 from vesselzip.jobs import JobSpec
 from vesselzip.settings import QUEUE_NAMES, Settings
@@ -89,7 +90,8 @@ def announce_models(connection: Redis, names: list[str]) -> None:
 
 
 def known_models(connection: Redis) -> set[str]:
-    return {name.decode() for name in connection.smembers(MODELS_KEY)}
+    # Replies are bytes: this package's clients never set decode_responses.
+    return {name.decode() for name in cast("set[bytes]", connection.smembers(MODELS_KEY))}
 
 
 def fetch_rq_job(job_id: str, connection: Redis) -> Job | None:
@@ -130,7 +132,7 @@ def job_state(record: JobRecord, connection: Redis) -> JobState:
         return JobState("failed", error=unreadable_reason("its queue entry", exc))
     status = rq_job.get_status(refresh=False) if rq_job else None
     if status in _WAITING:
-        position = rq_job.get_position() if status == JobStatus.QUEUED else None
+        position = rq_job.get_position() if rq_job and status == JobStatus.QUEUED else None
         return JobState("queued", position=position)
     if status == JobStatus.STARTED:
         return JobState("running")
@@ -185,7 +187,7 @@ def reap_abandoned_jobs(connection: Redis) -> None:
             queue.release_maintenance_lock()
 
 
-def live_workers(connection: Redis, settings: Settings) -> list[Worker]:
+def live_workers(connection: Redis, settings: Settings) -> list[BaseWorker]:
     """Workers whose last heartbeat is recent (a killed worker's key lingers a while)."""
     now = datetime.now(timezone.utc)
     alive = []

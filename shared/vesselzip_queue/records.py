@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
 
 from redis import Redis
+from redis.typing import EncodableT, FieldT
 
 from vesselzip.jobs import ImageInfo, JobResult, JobSpec
 
@@ -20,6 +21,12 @@ PREFIX = "vesselzip"
 TERMINAL_STATES = ("finished", "failed", "cancelled")
 # Upper bounds (seconds) of the stage-duration histogram buckets.
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+
+
+def _hash(connection: Redis, key: str | bytes) -> dict[bytes, bytes]:
+    """HGETALL. redis-py types replies as bytes | str; this package's clients never set
+    decode_responses, so they are bytes."""
+    return cast("dict[bytes, bytes]", connection.hgetall(key))
 
 
 def record_key(job_id: str) -> str:
@@ -172,7 +179,7 @@ class JobRecords:
             self.observe_stage(stage, seconds)
 
     def get(self, job_id: str) -> JobRecord | None:
-        raw = self.redis.hgetall(record_key(job_id))
+        raw = _hash(self.redis, record_key(job_id))
         if not raw or b"spec" not in raw:
             return None
         return JobRecord.from_hash(job_id, raw)
@@ -267,7 +274,7 @@ class JobRecords:
             job_id, "failed", {"progress": 0.0, "finished_at": time.time(), "error": error}
         )
 
-    def _end(self, job_id: str, state: str, fields: dict[str, Any]) -> bool:
+    def _end(self, job_id: str, state: str, fields: dict[FieldT, EncodableT]) -> bool:
         if self.is_cancelled(job_id):
             return False
         key = record_key(job_id)
@@ -320,8 +327,8 @@ class JobRecords:
         stats = {}
         for raw_key in self.redis.scan_iter(match=prefix + "*"):
             stage = raw_key.decode()[len(prefix) :]
-            stats[stage] = {k.decode(): float(v) for k, v in self.redis.hgetall(raw_key).items()}
+            stats[stage] = {k.decode(): float(v) for k, v in _hash(self.redis, raw_key).items()}
         return stats
 
     def job_counts(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.redis.hgetall(STATS_KEY).items()}
+        return {k.decode(): int(v) for k, v in _hash(self.redis, STATS_KEY).items()}

@@ -44,7 +44,7 @@ def get_owner(
         return None
     # Compared as bytes: compare_digest refuses non-ASCII text, and a header may hold any.
     given = (api_key or "").encode()
-    if not given or not any(hmac.compare_digest(given, k.encode()) for k in keys):
+    if not api_key or not any(hmac.compare_digest(given, k.encode()) for k in keys):
         raise UnauthorizedError(f"a valid API key is required in the {API_KEY_HEADER} header")
     return owner_of(api_key)
 

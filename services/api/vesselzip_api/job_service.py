@@ -203,6 +203,7 @@ class JobService:
 
     def blob_path(self, job_id: str, owner: str | None) -> Path:
         record = self.records.get(job_id)
+        key: str | None
         if record is not None:
             self._authorize(record.spec.owner, owner)
             key = record.spec.blob_key

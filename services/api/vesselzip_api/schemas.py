@@ -10,8 +10,19 @@ from pydantic import BaseModel, ConfigDict, Field
 JobStateName = Literal["queued", "running", "finished", "failed", "cancelled"]
 
 
+class FieldIssue(BaseModel):
+    """One problem with a request field, as FastAPI reports request validation."""
+
+    loc: list[str | int] = Field(description='Where: e.g. ["body", "queue"].')
+    msg: str
+    type: str
+
+
 class ErrorBody(BaseModel):
-    detail: str = Field(description="What was wrong, written for the client.")
+    detail: str | list[FieldIssue] = Field(
+        description="What was wrong, written for the client; for malformed form fields "
+        "or JSON, one entry per field."
+    )
 
 
 class JobLinks(BaseModel):

@@ -1,12 +1,15 @@
 """Request and response bodies of /v1/datasets and /v1/sweeps (what /openapi.json
-promises). The column definitions are in docs/sweeps.md."""
+promises). A sweep's rows and progress are the domain's own models: every column is
+described once, in vesselzip.sweeps.rows."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from vesselzip.sweeps import CaseRow, SettingRow, SweepProgress
 
 ID_PATTERN = r"^[0-9a-f]{32}$"
 
@@ -82,89 +85,6 @@ class SweepCreated(BaseModel):
     links: SweepLinks
 
 
-class SweepProgress(BaseModel):
-    state: Literal["queued", "running", "finished", "failed"] = Field(
-        description="failed: every job ended and at least one did not finish."
-    )
-    total: int
-    done: int = Field(description="Jobs that ended (finished, failed, cancelled or lost).")
-    fraction: float
-    counts: dict[str, int] = Field(description="Jobs per state.")
-    elapsed_s: float = Field(description="Since the sweep was (re)submitted.")
-    eta_s: float | None = Field(
-        description="Remaining jobs x (elapsed / jobs finished since submission); null "
-        "until one has finished."
-    )
-
-
-class SettingRow(BaseModel):
-    """One setting over the dataset's volumes (the paper's Tables 1-4, and more)."""
-
-    setting: str = Field(description='Codec spec; "none" is the uncompressed baseline.')
-    codec: dict[str, Any]
-    group: Literal["baseline", "fixed_rate", "tolerance", "other"]
-    mode: str | None
-    parameter: float | None = Field(description="Bits/voxel (rate) or the error bound.")
-    n_volumes: int
-    n_finished: int = Field(description="Volumes the means below are over.")
-    n_failed: int
-    raw_mb: float = Field(description="Sum of raw voxel bytes / 1e6.")
-    compressed_mb: float = Field(description="Sum of stored blob bytes / 1e6.")
-    cr_pooled: float | None = Field(description="Sum raw bytes / sum blob bytes (the paper's CR).")
-    cr_mean: float | None = Field(description="Mean of per-volume CRs.")
-    cr_payload_pooled: float | None = Field(
-        description="Sum raw bytes / sum codec payload bytes (no container header)."
-    )
-    bits_per_voxel: float | None = Field(description="8 x sum blob bytes / sum voxels.")
-    psnr_mean_db: float | None = Field(description="Mean per-volume PSNR; lossless ones left out.")
-    psnr_n: int
-    ssim_mean: float | None
-    max_abs_error: float | None
-    compress_mb_s: float | None = Field(description="Sum raw MB / sum compress seconds.")
-    decompress_mb_s: float | None = Field(description="Sum raw MB / sum decompress seconds.")
-    n_scored: int = Field(description="Volumes with a truth mask.")
-    dice_mean: float | None
-    iou_mean: float | None
-    sensitivity_mean: float | None
-    precision_mean: float | None
-    volume_similarity_mean: float | None
-    hd95_mean_mm: float | None
-    n_pairs: int | None = Field(description="Volumes scored here and uncompressed.")
-    delta_dice_mean: float | None = Field(description="Mean of Dice(setting) - Dice(none).")
-    delta_dice_ci_low: float | None = Field(description="95% bootstrap CI (BCa, seed 0).")
-    delta_dice_ci_high: float | None
-    wilcoxon_p: float | None = Field(description="Two-sided Wilcoxon signed-rank p.")
-
-
-class CaseRow(BaseModel):
-    """One volume under one setting."""
-
-    volume: str
-    setting: str
-    group: str
-    state: str
-    job_id: str
-    error: str | None
-    voxels: int | None
-    raw_nbytes: int | None
-    blob_nbytes: int | None
-    payload_nbytes: int | None
-    cr: float | None
-    bits_per_voxel: float | None
-    psnr_db: float | None
-    ssim: float | None
-    max_abs_error: float | None
-    compress_s: float | None
-    decompress_s: float | None
-    dice: float | None
-    iou: float | None
-    sensitivity: float | None
-    precision: float | None
-    volume_similarity: float | None
-    hd95_mm: float | None
-    delta_dice: float | None = Field(description="Dice here minus Dice uncompressed.")
-
-
 class CellFailure(BaseModel):
     volume: str
     setting: str
@@ -199,7 +119,10 @@ class SweepTables(BaseModel):
     n_volumes: int
     progress: SweepProgress
     settings: list[SettingRow]
-    columns: dict[str, str] = Field(description="What each column of `settings` is.")
+    columns: dict[str, str] = Field(
+        description="The CSV columns of `settings` (every field but `codec`) with their "
+        "definitions."
+    )
 
 
 class SweepCases(BaseModel):

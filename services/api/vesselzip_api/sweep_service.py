@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import Any
 
 from redis import Redis
 
-from vesselzip.datasets import load_dataset
+from vesselzip.datasets import VolumeEntry, load_dataset
 from vesselzip.errors import NotFoundError, VesselzipError
 from vesselzip.jobs import ImageInfo, JobSpec, blob_key, load_result
 from vesselzip.settings import Settings
@@ -27,6 +26,7 @@ from vesselzip.sweeps import (
     CellOutcome,
     SweepCell,
     SweepConflictError,
+    SweepResults,
     SweepSpec,
     canonical,
     cell_job_id,
@@ -153,7 +153,7 @@ class SweepService:
         rq_job = queues.fetch_rq_job(cell.job_id, self.redis)
         return rq_job is None or rq_job.get_status(refresh=False) != "started"
 
-    def _submit(self, spec: SweepSpec, cell: SweepCell, volume) -> None:
+    def _submit(self, spec: SweepSpec, cell: SweepCell, volume: VolumeEntry) -> None:
         job_id = cell.job_id
         # A rerun starts from a clean record (the old one holds the failure).
         self.jobs.records.delete(job_id)
@@ -195,7 +195,7 @@ class SweepService:
         check_access(self.settings, spec.owner, owner, f"sweep {sweep_id}")
         return spec
 
-    def summary(self, sweep_id: str, owner: str | None) -> dict[str, Any]:
+    def summary(self, sweep_id: str, owner: str | None) -> SweepResults:
         spec = self._load(sweep_id, owner)
         outcomes = {cell.job_id: self._outcome(cell.job_id) for cell in spec.cells}
         return sweep_summary(spec, outcomes)
@@ -212,14 +212,20 @@ class SweepService:
             model=spec.model,
             queue=spec.queue,
             grid=[setting_spec(c) for c in spec.grid],
-            n_volumes=summary["n_volumes"],
+            n_volumes=summary.n_volumes,
             created_at=_when(spec.created_at),
-            progress=summary["progress"],
-            settings=summary["settings"],
+            progress=summary.progress,
+            settings=summary.settings,
             failures=[
-                CellFailure(**{k: case[k] for k in CellFailure.model_fields})
-                for case in summary["cases"]
-                if case["state"] in _RERUN
+                CellFailure(
+                    volume=case.volume,
+                    setting=case.setting,
+                    state=case.state,
+                    job_id=case.job_id,
+                    error=case.error,
+                )
+                for case in summary.cases
+                if case.state in _RERUN
             ],
             links=_links(base_url, spec.id),
         )
@@ -227,9 +233,12 @@ class SweepService:
     def tables(self, sweep_id: str, owner: str | None) -> SweepTables:
         summary = self.summary(sweep_id, owner)
         return SweepTables(
-            **{k: summary[k] for k in ("sweep_id", "dataset_id", "model", "n_volumes")},
-            progress=summary["progress"],
-            settings=summary["settings"],
+            sweep_id=summary.sweep_id,
+            dataset_id=summary.dataset_id,
+            model=summary.model,
+            n_volumes=summary.n_volumes,
+            progress=summary.progress,
+            settings=summary.settings,
             columns=SETTING_COLUMNS,
         )
 

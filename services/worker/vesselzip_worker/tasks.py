@@ -59,6 +59,8 @@ def run_segmentation_job(spec: dict) -> dict:
 
     settings = get_settings()
     rq_job = get_current_job()
+    if rq_job is None:
+        raise RuntimeError("run_segmentation_job runs as an RQ job, inside a worker")
     records = JobRecords(rq_job.connection, ttl_s=settings.record_ttl_s)
     try:
         job_spec = JobSpec.model_validate(spec)

@@ -6,6 +6,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from vesselzip.codecs import codec_ids, get_codec, parse_codec_spec
 from vesselzip.codecs.zfp import BACKENDS, MODES
@@ -67,7 +68,7 @@ def run_compress(args: argparse.Namespace) -> int:
     compress_s = time.perf_counter() - start
     _write_bytes(args.output, blob)
     info = read_blob_info(blob)
-    report = {
+    report: dict[str, Any] = {
         "input": str(args.input),
         "output": str(args.output),
         "input_nbytes": input_nbytes,

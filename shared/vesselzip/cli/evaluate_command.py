@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ def evaluate_files(pred_path: str, truth_path: str) -> dict:
     return segmentation_metrics(pred.data, truth.data, spacing=tuple(truth.spacing))
 
 
-def format_metrics(metrics: dict) -> str:
+def format_metrics(metrics: dict[str, Any]) -> str:
     """Plain aligned `label  value` lines; undefined values print as 'undefined'."""
     keys = list(_LABELS) + [key for key in metrics if key not in _LABELS]
     rows = [(_LABELS.get(key, key), metrics[key]) for key in keys if key in metrics]

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
-import sys
 import time
+import typing
 from pathlib import Path
+from typing import Any
 
 from vesselzip.errors import VesselzipError
-from vesselzip.model.train import SMALL_FEATURE_DIMS, TrainConfig
+from vesselzip.model.train import TrainConfig
 
 
 def register(subparsers) -> None:
@@ -34,82 +37,14 @@ def register(subparsers) -> None:
     train = subparsers.add_parser(
         "train", help="train MambaVesselNet++ on a decathlon-style dataset.json"
     )
-    train.add_argument("--data", type=Path, required=True, help="dataset.json")
-    train.add_argument("--out", type=Path, required=True, help="output directory")
-    train.add_argument(
-        "--feature-dims", type=int, nargs=5, default=list(SMALL_FEATURE_DIMS), metavar="F"
-    )
-    train.add_argument("--iterations", type=int, default=5000)
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--patch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=1e-4)
-    train.add_argument("--min-lr", type=float, default=1e-7)
-    train.add_argument("--weight-decay", type=float, default=1e-5)
-    train.add_argument("--switch-ratio", type=float, default=0.4)
-    train.add_argument(
-        "--final-focal-weight",
-        type=float,
-        default=1.0,
-        help="Focal's share once the ramp ends (the paper: 1, Focal alone)",
-    )
-    train.add_argument("--val-every", type=int, default=500)
-    train.add_argument("--val-count", type=int, default=4)
-    train.add_argument(
-        "--val-data",
-        type=Path,
-        default=None,
-        help="validate on every volume of this dataset.json (default: the data's "
-        "validation list, else the last --val-count volumes)",
-    )
-    train.add_argument(
-        "--target-spacing",
-        type=float,
-        nargs=3,
-        default=None,
-        metavar="MM",
-        help="resample to this spacing (default: the paper's 0.3542 mm isotropic)",
-    )
+    add_config_options(train, TrainConfig)
+    # Options that are not TrainConfig fields.
     train.add_argument(
         "--native-grid",
         action="store_true",
         help="keep each volume's own voxel grid (no resampling to --target-spacing)",
     )
-    train.add_argument("--window", type=float, nargs=2, default=[0.0, 1000.0], metavar="I")
-    train.add_argument(
-        "--window-percentiles",
-        type=float,
-        nargs=2,
-        default=None,
-        metavar="P",
-        help="window each volume between these percentiles instead of --window",
-    )
-    train.add_argument(
-        "--overlap", type=float, default=0.25, help="sliding-window overlap (validation, inference)"
-    )
-    train.add_argument(
-        "--init", type=Path, default=None, help="start from this checkpoint's weights"
-    )
-    train.add_argument(
-        "--no-calibrate",
-        action="store_true",
-        help="keep argmax instead of choosing the vessel-probability threshold on validation",
-    )
-    train.add_argument("--no-augment", action="store_true")
-    train.add_argument(
-        "--zoom-prob",
-        type=float,
-        default=TrainConfig.zoom_prob,
-        help="share of patches zoomed 0.7-1.4x (0: exact labels stay exact)",
-    )
-    train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    train.add_argument(
-        "--stop-after", type=int, default=None, metavar="N", help="stop after iteration N"
-    )
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    train.add_argument("--num-workers", type=int, default=0)
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=train_command)
 
     export = subparsers.add_parser(
@@ -121,7 +56,10 @@ def register(subparsers) -> None:
     export.set_defaults(handler=export_command)
 
 
-def segment_command(args) -> int:
+def segment_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
     from vesselzip.model import load_segmenter
     from vesselzip.model.segmenters import NetworkSegmenter
     from vesselzip.volumes import read_volume, write_volume
@@ -133,20 +71,30 @@ def segment_command(args) -> int:
             raise VesselzipError(f"--flip-averaging needs a network model, not {segmenter.name}")
         segmenter = segmenter.with_config(flip_averaging=True)
     started = time.monotonic()
-    mask = segmenter.segment(volume, progress=_print_progress if sys.stderr.isatty() else None)
+    # The bar goes to stderr and only to a terminal; the summary line is the output.
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("segmenting"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("segment", total=1.0)
+
+        def progress(fraction: float) -> None:
+            bar.update(task, completed=fraction)
+
+        mask = segmenter.segment(volume, progress=progress if console.is_terminal else None)
     seconds = time.monotonic() - started
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
     write_volume(args.output, mask, like=volume)
     print(
         f"{args.output}: {segmenter.name}, {int(mask.sum())} vessel voxels "
         f"of {mask.size} in {seconds:.1f} s"
     )
     return 0
-
-
-def _print_progress(fraction: float) -> None:
-    print(f"\rsegmenting {100 * fraction:5.1f}%", end="", file=sys.stderr, flush=True)
 
 
 def models_command(args) -> int:
@@ -157,57 +105,89 @@ def models_command(args) -> int:
     return 0
 
 
-def train_command(args) -> int:
+def train_command(args: argparse.Namespace) -> int:
     import torch
 
-    from vesselzip.model.train import TrainConfig, train
+    from vesselzip.model.train import train
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.native_grid and args.target_spacing:
-        raise VesselzipError("give either --native-grid or --target-spacing, not both")
-    spacing = {}  # TrainConfig's default: the paper's spacing
-    if args.native_grid:
-        spacing = {"target_spacing": None}
-    elif args.target_spacing:
-        spacing = {"target_spacing": args.target_spacing}
-    config = TrainConfig(
-        data=args.data,
-        out=args.out,
-        feature_dims=args.feature_dims,
-        iterations=args.iterations,
-        batch_size=args.batch_size,
-        patch_size=args.patch_size,
-        lr=args.lr,
-        min_lr=args.min_lr,
-        weight_decay=args.weight_decay,
-        switch_ratio=args.switch_ratio,
-        final_focal_weight=args.final_focal_weight,
-        val_every=args.val_every,
-        val_count=args.val_count,
-        val_data=args.val_data,
-        seed=args.seed,
-        device=args.device,
-        num_workers=args.num_workers,
-        augment=not args.no_augment,
-        zoom_prob=args.zoom_prob,
-        window=args.window,
-        window_percentiles=args.window_percentiles,
-        overlap=args.overlap,
-        calibrate_threshold=not args.no_calibrate,
-        init=args.init,
-        resume=args.resume,
-        stop_after=args.stop_after,
-        progress=not args.quiet,
-        **spacing,
-    )
-    summary = train(config)
+    summary = train(train_config(args))
     print(json.dumps(summary, indent=2))
     return 0
 
 
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of a `vesselzip train` command line."""
+    values = config_values(args, TrainConfig)
+    if args.native_grid:
+        if "target_spacing" in values:
+            raise VesselzipError("give either --native-grid or --target-spacing, not both")
+        values["target_spacing"] = None
+    return TrainConfig(**values)
+
+
+# ------------------------------------------------- options from a config dataclass
+
+
+def add_config_options(parser: argparse.ArgumentParser, config: type[Any]) -> None:
+    """One option per init field of the dataclass `config`: ``--kebab-case`` of the
+    name (or ``metadata["flag"]``), type and count from the annotation, help (and
+    optionally metavar, choices, nargs) from the field's metadata. A bool field is a
+    flag that turns its default over. Options left out leave no attribute behind, so
+    the dataclass's own defaults apply (see `config_values`)."""
+    hints = typing.get_type_hints(config)
+    for item in dataclasses.fields(config):
+        if item.init:
+            flag, options = _option(item, hints[item.name])
+            parser.add_argument(flag, dest=item.name, default=argparse.SUPPRESS, **options)
+
+
+def config_values(args: argparse.Namespace, config: type[Any]) -> dict[str, Any]:
+    """The values of `config`'s fields given on the command line."""
+    given = vars(args)
+    return {f.name: given[f.name] for f in dataclasses.fields(config) if f.name in given}
+
+
+def _option(item: dataclasses.Field[Any], hint: Any) -> tuple[str, dict[str, Any]]:
+    meta = item.metadata
+    flag = meta.get("flag", "--" + item.name.replace("_", "-"))
+    has_default = item.default is not dataclasses.MISSING
+    options: dict[str, Any] = {"help": meta.get("help", "")}
+    if not has_default and item.default_factory is dataclasses.MISSING:
+        options["required"] = True
+    arguments = typing.get_args(hint)
+    if type(None) in arguments:  # X | None: None is the default, not an input
+        (hint,) = [a for a in arguments if a is not type(None)]
+    if hint is bool:
+        options["action"] = "store_false" if item.default else "store_true"
+        return flag, options
+    if typing.get_origin(hint) is tuple:
+        items = typing.get_args(hint)
+        if len(items) == 2 and items[1] is Ellipsis:
+            options["nargs"] = "+"
+        else:
+            if len(set(items)) != 1:
+                raise TypeError(f"{item.name}: a tuple option needs one item type, got {hint}")
+            options["nargs"] = len(items)
+        hint = items[0]
+    if hint not in (int, float, str, Path):
+        raise TypeError(f"{item.name}: no command-line option for type {hint}")
+    if hint is not str:
+        options["type"] = hint
+    for key in ("nargs", "metavar", "choices"):
+        if key in meta:
+            options[key] = meta[key]
+    if has_default and item.default is not None and "(default" not in options["help"]:
+        shown = item.default
+        if isinstance(shown, tuple):
+            shown = " ".join(map(str, shown))
+        options["help"] += f" (default: {shown})"
+    return flag, options
+
+
 def export_command(args) -> int:
-    from vesselzip.model.train import export_weights
+    from vesselzip.model.checkpoints import export_weights
 
     out = export_weights(args.checkpoint, args.output, half=not args.float32)
     size = out.stat().st_size / 1e6

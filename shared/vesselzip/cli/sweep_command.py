@@ -4,7 +4,8 @@ vesselzip service over HTTP.
 Uploads the dataset (once: the same files give the same dataset, and volumes already
 there are skipped), submits the sweep (the same dataset, grid and model give the same
 sweep, so a rerun reuses finished results), follows it, then saves the tables, the
-per-volume results and the figures into --out and prints the tables."""
+per-volume results and the figures into --out and prints the tables. Every call goes
+through vesselzip_api.client.VesselzipClient (imported when the command runs)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ import argparse
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vesselzip.errors import VesselzipError
+
+if TYPE_CHECKING:
+    from vesselzip_api.client import VesselzipClient
 
 DEFAULT_URL = "http://127.0.0.1:8000"  # where `vesselzip serve` listens
 
@@ -109,103 +114,47 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-# -- HTTP ----------------------------------------------------------------------------
-class SweepClient:
-    """The dataset and sweep calls of the API."""
+# -- over HTTP (vesselzip_api.client) -------------------------------------------------
+def upload_dataset(
+    client: VesselzipClient, name: str, entries: list[Entry], say: Callable[[str], object]
+) -> dict[str, Any]:
+    """The dataset for these files, creating it and adding missing volumes."""
+    hashes = {e.name: (_sha256(e.image), e.label and _sha256(e.label)) for e in entries}
+    fingerprint = hashlib.sha256(json.dumps(sorted(hashes.items())).encode()).hexdigest()
+    dataset = client.create_dataset(name, idempotency_key=f"dataset-{fingerprint}")
+    present = {v["id"]: v for v in dataset["volumes"]}
+    missing = [e for e in entries if e.name not in present]
+    say(
+        f"dataset {dataset['id']}: {len(present)} volume(s) already uploaded, "
+        f"{len(missing)} to upload"
+    )
+    for i, entry in enumerate(missing, 1):
+        client.add_volume(dataset["id"], entry.image, entry.label, name=entry.name)
+        say(f"  uploaded {entry.name} ({i}/{len(missing)})")
+    return client.dataset(dataset["id"])
 
-    def __init__(self, url: str, api_key: str | None, timeout_s: float = 300.0):
-        import httpx
 
-        headers = {"X-API-Key": api_key} if api_key else {}
-        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def call(self, method: str, path: str, *, absent_ok: bool = False, **kwargs) -> Any:
-        """The response; None for a 404 or 409 when `absent_ok`; VesselzipError for
-        any other error."""
-        import httpx
-
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise VesselzipError(f"cannot reach {self.http.base_url}: {exc}") from exc
-        if absent_ok and response.status_code in (404, 409):
-            return None
-        if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise VesselzipError(f"{method} {path}: HTTP {response.status_code}: {detail}")
-        return response
-
-    def upload_dataset(self, name: str, entries: list[Entry], say) -> dict[str, Any]:
-        """The dataset for these files, creating it and adding missing volumes."""
-        hashes = {e.name: (_sha256(e.image), e.label and _sha256(e.label)) for e in entries}
-        fingerprint = hashlib.sha256(json.dumps(sorted(hashes.items())).encode()).hexdigest()
-        dataset = self.call(
-            "POST",
-            "/v1/datasets",
-            data={"name": name},
-            headers={"Idempotency-Key": f"dataset-{fingerprint}"},
-        ).json()
-        present = {v["id"]: v for v in dataset["volumes"]}
-        missing = [e for e in entries if e.name not in present]
-        say(
-            f"dataset {dataset['id']}: {len(present)} volume(s) already uploaded, "
-            f"{len(missing)} to upload"
-        )
-        for i, entry in enumerate(missing, 1):
-            with entry.image.open("rb") as image:
-                files = {"image": (entry.image.name, image, "application/octet-stream")}
-                truth = entry.label.open("rb") if entry.label else None
-                try:
-                    if truth is not None:
-                        files["truth"] = (entry.label.name, truth, "application/octet-stream")
-                    self.call(
-                        "POST",
-                        f"/v1/datasets/{dataset['id']}/volumes",
-                        data={"name": entry.name},
-                        files=files,
-                    )
-                finally:
-                    if truth is not None:
-                        truth.close()
-            say(f"  uploaded {entry.name} ({i}/{len(missing)})")
-        return self.call("GET", f"/v1/datasets/{dataset['id']}").json()
-
-    def submit(self, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self.call("POST", "/v1/sweeps", json=body, headers=headers).json()
-
-    def status(self, sweep_id: str) -> dict[str, Any]:
-        return self.call("GET", f"/v1/sweeps/{sweep_id}").json()
-
-    def download(self, sweep_id: str, out: Path) -> list[Path]:
-        """Tables, per-volume results and every figure the sweep has."""
-        base = f"/v1/sweeps/{sweep_id}"
-        wanted = {
-            "tables.json": f"{base}/tables?format=json",
-            "tables.csv": f"{base}/tables?format=csv",
-            "tables.md": f"{base}/tables?format=md",
-            "cases.json": f"{base}/cases?format=json",
-            "cases.csv": f"{base}/cases?format=csv",
-        }
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for filename, path in wanted.items():
-            (out / filename).write_bytes(self.call("GET", path).content)
+def download(client: VesselzipClient, status: dict[str, Any], out: Path) -> list[Path]:
+    """Tables, per-volume results and every figure the sweep (`status`, as GET
+    /v1/sweeps/{id} gives it) has."""
+    sweep_id = status["id"]
+    contents: dict[str, bytes | None] = {
+        "tables.json": client.sweep_tables(sweep_id, "json"),
+        "tables.csv": client.sweep_tables(sweep_id, "csv"),
+        "tables.md": client.sweep_tables(sweep_id, "md"),
+        "cases.json": client.sweep_cases(sweep_id, "json"),
+        "cases.csv": client.sweep_cases(sweep_id, "csv"),
+    }
+    for name in status["links"]["figures"]:
+        # None when the grid has no such settings, or none of them finished.
+        contents[f"{name}.png"] = client.sweep_figure(sweep_id, name)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for filename, content in contents.items():
+        if content is not None:
+            (out / filename).write_bytes(content)
             written.append(out / filename)
-        for name in ("fixed_rate", "tolerance", "psnr_vs_bpv"):
-            # Absent when the grid has no such settings, or none of them finished.
-            response = self.call("GET", f"{base}/figures/{name}.png", absent_ok=True)
-            if response is None:
-                continue
-            (out / f"{name}.png").write_bytes(response.content)
-            written.append(out / f"{name}.png")
-        return written
+    return written
 
 
 # -- the command ---------------------------------------------------------------------
@@ -213,16 +162,20 @@ def run_sweep(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from vesselzip_api.client import VesselzipClient
+
     console = Console(stderr=True, soft_wrap=True)  # messages stay on one line
     started = time.perf_counter()
     name, entries = read_dataset_dir(args.dataset_dir)
     grid = [s.strip() for s in args.grid.split(",") if s.strip()] if args.grid else None
-    client = SweepClient(args.url, args.api_key)
-    try:
-        dataset = client.upload_dataset(name, entries, console.print)
-        body = {"dataset": dataset["id"], "grid": grid, "model": args.model, "queue": args.queue}
-        created = client.submit(
-            {k: v for k, v in body.items() if v is not None}, args.idempotency_key
+    with VesselzipClient(args.url, args.api_key) as client:
+        dataset = upload_dataset(client, name, entries, console.print)
+        created = client.submit_sweep(
+            dataset["id"],
+            grid=grid,
+            model=args.model,
+            queue=args.queue,
+            idempotency_key=args.idempotency_key,
         )
         console.print(
             f"sweep {created['id']}: {created['total_jobs']} jobs, "
@@ -240,7 +193,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         ) as progress:
             task = progress.add_task("sweep", total=created["total_jobs"], detail="")
             while True:
-                status = client.status(created["id"])
+                status = client.sweep(created["id"])
                 state = status["progress"]
                 progress.update(task, completed=state["done"], detail=_detail(state))
                 if state["state"] in ("finished", "failed"):
@@ -253,10 +206,8 @@ def run_sweep(args: argparse.Namespace) -> int:
                     )
                 time.sleep(args.poll)
         out = args.out or Path(f"sweep-{created['id'][:8]}")
-        written = client.download(created["id"], out)
+        written = download(client, status, out)
         (out / "sweep.json").write_text(json.dumps(status, indent=1) + "\n")
-    finally:
-        client.close()
 
     print((out / "tables.md").read_text())
     for failure in status["failures"]:

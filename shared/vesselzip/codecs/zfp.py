@@ -31,7 +31,7 @@ import importlib
 import math
 import numbers
 import struct
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zfpy
@@ -150,11 +150,12 @@ class ZfpCodec(Codec):
 
     def zfp_arguments(self, array: np.ndarray) -> dict[str, float | int]:
         """The keyword zfp gets for this array, e.g. {"tolerance": 500.0}; {} is reversible."""
-        if self.mode == "reversible":
+        value = self.value
+        if self.mode == "reversible" or value is None:  # value is None only when reversible
             return {}
         if self.mode in ("rate", "precision"):
-            return {self.mode: self.value}
-        tolerance = self.value
+            return {self.mode: value}
+        tolerance = value
         if array.dtype.kind in "iu":
             if self.mode == "relative_tolerance":
                 tolerance *= float(array.max()) - float(array.min())
@@ -179,7 +180,8 @@ def stream_header(payload: bytes) -> tuple[np.dtype | None, tuple[int, ...]]:
     if len(payload) < 16 or bytes(payload[:3]) != b"zfp":
         raise CorruptBlobError("the payload is not a zfp stream (no zfp header)")
     meta = (int.from_bytes(bytes(payload[:16]), "little") >> 32) & ((1 << 52) - 1)
-    scalar = {2: np.dtype(np.float32), 3: np.dtype(np.float64)}.get(meta & 3)
+    scalars: dict[int, np.dtype] = {2: np.dtype(np.float32), 3: np.dtype(np.float64)}
+    scalar = scalars.get(meta & 3)
     dims = ((meta >> 2) & 3) + 1
     if dims != 3:
         return scalar, (dims,)  # never equal to a 3D shape
@@ -228,6 +230,9 @@ def _checked_value(mode: str, value: Any) -> float | int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _finite(value):
         raise InvalidCodecConfigError(f"zfp mode {mode!r} needs a numeric value, got {value!r}")
+    # numbers.Real declares neither int() nor comparisons with an int; float stands for
+    # any real number here.
+    value = cast(float, value)
     if mode == "precision":
         if value != int(value) or not 1 <= value <= 64:
             raise InvalidCodecConfigError(f"zfp precision must be a whole number 1-64, got {value}")

@@ -108,6 +108,8 @@ def segmentation_metrics(
     tn = pred.size - tp - fp - fn
     identical = fp == 0 and fn == 0
 
+    hd95_mm: float | None
+    assd_mm: float | None
     if pred_voxels and truth_voxels:
         pred_to_truth, truth_to_pred = surface_distances(pred, truth, spacing)
         hd95_mm = max(

@@ -1,5 +1,5 @@
-"""MambaVesselNet++ and friends: the network, whole-volume inference, named
-segmenters (bundled weights, a user checkpoint, a Frangi baseline) and training."""
+"""MambaVesselNet++ and friends: the network, its checkpoints, whole-volume inference,
+named segmenters (bundled weights, a user checkpoint, a Frangi baseline) and training."""
 
 from vesselzip.model.segmenters import (
     Segmenter,

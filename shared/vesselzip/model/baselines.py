@@ -15,6 +15,8 @@ import numpy as np
 from scipy import ndimage
 
 Progress = Callable[[float], None]
+#: Voxel size per axis in mm: a sequence or an array.
+Spacing = Sequence[float] | np.ndarray
 
 # Slabs of this many voxels are diagonalised at a time, bounding the 3x3 stack's memory.
 _EIGEN_CHUNK_VOXELS = 1 << 20
@@ -37,13 +39,13 @@ class FrangiConfig:
 
 
 def hessian_eigenvalues(
-    image: np.ndarray, sigma_mm: float, spacing: Sequence[float]
+    image: np.ndarray, sigma_mm: float, spacing: Spacing
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Eigenvalues of the scale-normalised Hessian (per mm), sorted by magnitude
     |l1| <= |l2| <= |l3|, each float32 with the image's shape."""
-    spacing = np.asarray(spacing, dtype=np.float64)
+    spacing_mm = np.asarray(spacing, dtype=np.float64)
     largest = np.minimum(MAX_SIGMA_VOXELS, np.maximum(np.asarray(image.shape) / 4.0, 0.5))
-    sigma_vox = np.minimum(sigma_mm / spacing, largest)
+    sigma_vox = np.minimum(sigma_mm / spacing_mm, largest)
     hessian = np.empty((3, 3) + image.shape, dtype=np.float32)
     for i in range(3):
         for j in range(i, 3):
@@ -62,15 +64,21 @@ def hessian_eigenvalues(
     for start in range(0, flat.shape[2], _EIGEN_CHUNK_VOXELS):
         block = np.moveaxis(flat[:, :, start : start + _EIGEN_CHUNK_VOXELS], 2, 0)
         values = np.linalg.eigvalsh(block)
-        order = np.argsort(np.abs(values), axis=1)
-        eigen[:, start : start + _EIGEN_CHUNK_VOXELS] = np.take_along_axis(values, order, axis=1).T
+        by_magnitude = np.argsort(np.abs(values), axis=1)
+        eigen[:, start : start + _EIGEN_CHUNK_VOXELS] = np.take_along_axis(
+            values, by_magnitude, axis=1
+        ).T
     del hessian, flat
-    return tuple(e.reshape(image.shape) for e in eigen)
+    return (
+        eigen[0].reshape(image.shape),
+        eigen[1].reshape(image.shape),
+        eigen[2].reshape(image.shape),
+    )
 
 
 def frangi_vesselness(
     image: np.ndarray,
-    spacing: Sequence[float],
+    spacing: Spacing,
     config: FrangiConfig = FrangiConfig(),
     progress: Progress | None = None,
 ) -> np.ndarray:
@@ -113,7 +121,7 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
 def frangi_mask(
     image: np.ndarray,
-    spacing: Sequence[float],
+    spacing: Spacing,
     config: FrangiConfig = FrangiConfig(),
     progress: Progress | None = None,
 ) -> np.ndarray:

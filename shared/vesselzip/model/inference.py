@@ -13,6 +13,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -130,7 +131,12 @@ def ras_grid(shape: Sequence[int], affine: np.ndarray) -> RasGrid:
     for axis, (target_axis, _flip) in enumerate(to_ras):
         ras_shape[int(target_axis)] = int(shape[axis])
         ras_spacing[int(target_axis)] = float(spacing[axis])
-    return RasGrid(to_ras, from_ras, tuple(ras_shape), tuple(ras_spacing))
+    return RasGrid(
+        to_ras,
+        from_ras,
+        (ras_shape[0], ras_shape[1], ras_shape[2]),
+        (ras_spacing[0], ras_spacing[1], ras_spacing[2]),
+    )
 
 
 def resampled_shape(grid: RasGrid, target_spacing: Sequence[float] | None) -> tuple[int, ...]:
@@ -247,19 +253,24 @@ def sliding_window_logits(
             progress(min(done / total, 1.0))
         return logits
 
-    summed = None
+    summed: torch.Tensor | None = None
     with torch.inference_mode(), autocast_for(image.device):
         for axes in flips:
-            logits = sliding_window_inference(
-                image.flip(axes) if axes else image,
-                roi_size=config.roi_size,
-                sw_batch_size=config.sw_batch_size,
-                predictor=predictor,
-                overlap=config.overlap,
-                mode=config.blend_mode,
+            # A predictor that returns one tensor gets one tensor back.
+            logits = cast(
+                torch.Tensor,
+                sliding_window_inference(
+                    image.flip(axes) if axes else image,
+                    roi_size=config.roi_size,
+                    sw_batch_size=config.sw_batch_size,
+                    predictor=predictor,
+                    overlap=config.overlap,
+                    mode=config.blend_mode,
+                ),
             )
             logits = logits.flip(axes) if axes else logits
             summed = logits if summed is None else summed.add_(logits)
+        assert summed is not None  # FLIPS and [()] are never empty
         return summed if len(flips) == 1 else summed.div_(len(flips))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vesselzip.errors import ModelNotAvailableError, VesselzipError
+from vesselzip.errors import ModelNotAvailableError
 from vesselzip.model.baselines import FrangiConfig, frangi_mask
 from vesselzip.model.inference import (
     InferenceConfig,
@@ -53,6 +53,12 @@ class NetworkSegmenter(Segmenter):
         config: InferenceConfig = InferenceConfig(),
         device: str | torch.device = "cpu",
     ):
+        multiple = getattr(network, "side_multiple", 1)
+        if config.roi_size % multiple:
+            raise ValueError(
+                f"the network needs windows whose sides are multiples of {multiple}, "
+                f"not roi_size {config.roi_size}"
+            )
         self.name = name
         self.config = config
         self.device = resolve_device(device)
@@ -90,47 +96,43 @@ class FrangiSegmenter(Segmenter):
         return frangi_mask(volume.data, voxel_spacing(volume.affine), self.config, progress)
 
 
-def _network_class():
-    from vesselzip.model.network import MambaVesselNet
-
-    return MambaVesselNet
-
-
 def load_network_segmenter(
     name: str, checkpoint: Path, device: str, config: InferenceConfig | None = None
 ) -> NetworkSegmenter:
     """A MambaVesselNet++ checkpoint (published format or bare state dict) with its
     inference settings: explicit `config`, else the checkpoint's own "config" entry
-    (written by `vesselzip train`), else the paper's protocol."""
+    (written by `vesselzip train`), else the paper's protocol. Every failure is a
+    ModelNotAvailableError naming the checkpoint."""
+    # Imported here so that the Frangi baseline and the registry work even while the
+    # network is being changed or is unavailable.
+    from vesselzip.model import checkpoints
+
     if not checkpoint.is_file():
         raise ModelNotAvailableError(f"checkpoint not found: {checkpoint}")
     try:
-        stored = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception:
-        # Not plain tensors and containers (e.g. numpy scalars in the paper's files):
-        # the network's own loader knows which extras are safe.
-        stored = checkpoint
-    if config is None:
-        saved = stored.get("config") if isinstance(stored, dict) else None
-        inference = saved.get("inference") if isinstance(saved, dict) else None
-        config = InferenceConfig.from_dict(inference) if inference else InferenceConfig()
-    try:
-        network = _network_class().from_checkpoint(stored, device="cpu")
-    except VesselzipError as exc:
+        stored = checkpoints.read_checkpoint(checkpoint)
+        if config is None:
+            saved = checkpoints.stored_inference_config(checkpoints.stored_config(stored))
+            config = saved or InferenceConfig()
+        network = checkpoints.load_network(stored, device="cpu")
+    except ModelNotAvailableError as exc:
         raise ModelNotAvailableError(f"{checkpoint}: {exc}") from exc
-    return NetworkSegmenter(name, network, config, device)
+    try:
+        return NetworkSegmenter(name, network, config, device)
+    except ValueError as exc:
+        raise ModelNotAvailableError(f"{checkpoint}: {exc}") from exc
 
 
 def _load_mvn_small(checkpoint: Path | None, device: str) -> Segmenter:
+    from vesselzip.model.checkpoints import stored_inference_config
+
     if not BUNDLED_WEIGHTS.is_file():
         raise ModelNotAvailableError(
             "the bundled model weights are missing from this installation; "
             "use --model frangi or a checkpoint"
         )
-    config = json.loads(BUNDLED_CONFIG.read_text())
-    return load_network_segmenter(
-        "mvn-small", BUNDLED_WEIGHTS, device, InferenceConfig.from_dict(config["inference"])
-    )
+    config = stored_inference_config(json.loads(BUNDLED_CONFIG.read_text()))
+    return load_network_segmenter("mvn-small", BUNDLED_WEIGHTS, device, config)
 
 
 def _load_mvn_checkpoint(checkpoint: Path | None, device: str) -> Segmenter:

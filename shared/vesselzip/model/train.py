@@ -7,17 +7,19 @@ chosen there too and stored with the weights (see `calibrate_threshold`).
 
 Checkpoints use the published format ({"model", "optimizer", "dice_metric",
 "epoch"}) plus what resuming and inference need ("scheduler", "iteration",
-"config", ...): `last.pt` after every validation, `best.pt` at the best Dice.
+"config", ...): `last.pt` after every validation, `best.pt` at the best Dice
+(`vesselzip.model.checkpoints` reads and writes them, and exports shippable weights).
 A JSON-lines log (`train_log.jsonl`) records losses and validation scores.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,8 +28,17 @@ from monai import transforms as T
 from monai.data import DataLoader, Dataset, load_decathlon_datalist
 from monai.losses import DiceCELoss, FocalLoss
 from monai.utils import set_determinism
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
-from vesselzip.errors import VesselzipError
+from vesselzip.errors import ModelNotAvailableError, VesselzipError
 from vesselzip.model.inference import (
     InferenceConfig,
     autocast_for,
@@ -47,61 +58,146 @@ THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(2, 20))  # 0.10 ... 0.95
 
 @dataclass
 class TrainConfig:
-    data: Path
-    out: Path
-    feature_dims: tuple[int, ...] = SMALL_FEATURE_DIMS
-    iterations: int = 5000
-    batch_size: int = 8
-    patch_size: int = 64
-    lr: float = 1e-4
-    min_lr: float = 1e-7
-    weight_decay: float = 1e-5
-    # Focal weight ramps 0 -> final_focal_weight over this fraction of the iterations
-    # (the paper: to 1, Focal alone afterwards).
-    switch_ratio: float = 0.4
-    final_focal_weight: float = 1.0
-    val_every: int = 500
-    # Held-out volumes when dataset.json has no "validation" list.
-    val_count: int = 4
-    # Validate on every volume of this other dataset.json instead.
-    val_data: Path | None = None
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int = 0
-    augment: bool = True
-    # Share of patches zoomed 0.7-1.4x per axis (other calibres, anisotropy). The
-    # zoomed label is the old one resampled, off by up to half a voxel at the rim
-    # compared with a label drawn on the new grid; 0 keeps exact labels exact.
-    zoom_prob: float = 0.3
+    """Everything a training run is given. `vesselzip train` has one option per field:
+    ``--kebab-case`` of the name (or ``metadata["flag"]``), typed and counted from the
+    annotation, with ``metadata["help"]`` as its help (and optionally "metavar",
+    "choices", "nargs"). A new field needs nothing else to become an option."""
+
+    data: Path = field(metadata={"help": "dataset.json (decathlon style)"})
+    out: Path = field(metadata={"help": "output directory"})
+    feature_dims: tuple[int, ...] = field(
+        default=SMALL_FEATURE_DIMS,
+        metadata={
+            "help": "network widths f0..f4; the paper's are 48 96 192 384 768",
+            "nargs": 5,
+            "metavar": "F",
+        },
+    )
+    iterations: int = field(default=5000, metadata={"help": "training iterations, one batch each"})
+    batch_size: int = field(default=8, metadata={"help": "patches per batch"})
+    patch_size: int = field(
+        default=64,
+        metadata={"help": "patch side in voxels, a multiple of 16; the inference window too"},
+    )
+    lr: float = field(default=1e-4, metadata={"help": "initial learning rate (cosine schedule)"})
+    min_lr: float = field(default=1e-7, metadata={"help": "learning rate at the last iteration"})
+    weight_decay: float = field(default=1e-5, metadata={"help": "Adam's weight decay"})
+    switch_ratio: float = field(
+        default=0.4,
+        metadata={
+            "help": "share of the iterations over which Focal's weight rises from 0 to "
+            "--final-focal-weight"
+        },
+    )
+    final_focal_weight: float = field(
+        default=1.0,
+        metadata={"help": "Focal's share once the ramp ends (the paper: 1, Focal alone)"},
+    )
+    val_every: int = field(
+        default=500,
+        metadata={"help": "validate (and save last.pt) every N iterations", "metavar": "N"},
+    )
+    val_count: int = field(
+        default=4,
+        metadata={
+            "help": "volumes held out for validation when dataset.json has no validation list"
+        },
+    )
+    val_data: Path | None = field(
+        default=None,
+        metadata={
+            "help": "validate on every volume of this dataset.json (default: the data's "
+            "validation list, else the last --val-count volumes)"
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    device: str = field(
+        default="auto", metadata={"help": "where to train", "choices": ("auto", "cpu", "cuda")}
+    )
+    num_workers: int = field(default=0, metadata={"help": "data loader worker processes"})
+    augment: bool = field(
+        default=True,
+        metadata={
+            "help": "train on the patches as drawn, without augmentation",
+            "flag": "--no-augment",
+        },
+    )
+    # A zoomed label is the old one resampled, off by up to half a voxel at the rim
+    # compared with a label drawn on the new grid.
+    zoom_prob: float = field(
+        default=0.3,
+        metadata={"help": "share of patches zoomed 0.7-1.4x per axis (0: exact labels stay exact)"},
+    )
     # Preprocessing; stored with the weights and used again at inference.
-    target_spacing: tuple[float, float, float] | None = InferenceConfig().target_spacing
-    window: tuple[float, float] = (0.0, 1000.0)
-    window_percentiles: tuple[float, float] | None = None
-    # Sliding-window overlap for validation, stored for inference.
-    overlap: float = 0.25
-    # Choose the vessel-probability threshold on the validation volumes (the best
-    # checkpoint is the one with the best Dice at its own threshold) instead of argmax.
-    calibrate_threshold: bool = True
-    # Start from these weights (any checkpoint MambaVesselNet.from_checkpoint reads);
-    # the optimizer and schedule start fresh.
-    init: Path | None = None
-    resume: bool = False
-    # Stop (saving last.pt) after this iteration, to train in several sittings.
-    stop_after: int | None = None
-    log_every: int = 10
-    progress: bool = True
+    target_spacing: tuple[float, float, float] | None = field(
+        default=InferenceConfig().target_spacing,
+        metadata={
+            "help": "resample to this spacing in mm (default: the paper's 0.3542 mm "
+            "isotropic; see --native-grid)",
+            "metavar": "MM",
+        },
+    )
+    window: tuple[float, float] = field(
+        default=(0.0, 1000.0),
+        metadata={"help": "intensities mapped to [0, 1], clipped outside", "metavar": "I"},
+    )
+    window_percentiles: tuple[float, float] | None = field(
+        default=None,
+        metadata={
+            "help": "window each volume between these percentiles instead of --window",
+            "metavar": "P",
+        },
+    )
+    overlap: float = field(
+        default=0.25, metadata={"help": "sliding-window overlap (validation, inference)"}
+    )
+    # The best checkpoint is then the one with the best Dice at its own threshold.
+    calibrate_threshold: bool = field(
+        default=True,
+        metadata={
+            "help": "keep argmax instead of choosing the vessel-probability threshold on "
+            "validation",
+            "flag": "--no-calibrate",
+        },
+    )
+    # Any checkpoint vesselzip.model.checkpoints.load_network reads.
+    init: Path | None = field(
+        default=None,
+        metadata={"help": "start from this checkpoint's weights (fresh optimizer and schedule)"},
+    )
+    resume: bool = field(default=False, metadata={"help": "continue from OUT/last.pt"})
+    stop_after: int | None = field(
+        default=None,
+        metadata={
+            "help": "stop after iteration N (saving last.pt), to train in several sittings",
+            "metavar": "N",
+        },
+    )
+    log_every: int = field(
+        default=10,
+        metadata={
+            "help": "log the mean loss to train_log.jsonl every N iterations",
+            "metavar": "N",
+        },
+    )
+    progress: bool = field(default=True, metadata={"help": "no progress bar", "flag": "--quiet"})
     inference: InferenceConfig = field(init=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.data, self.out = Path(self.data), Path(self.out)
         if self.val_data is not None:
             self.val_data = Path(self.val_data)
         self.feature_dims = tuple(int(d) for d in self.feature_dims)
+        if len(self.feature_dims) != 5 or min(self.feature_dims) < 1:
+            raise VesselzipError(f"feature dims must be 5 positive widths, got {self.feature_dims}")
         if self.target_spacing is not None:
-            self.target_spacing = tuple(float(s) for s in self.target_spacing)
-        self.window = tuple(float(w) for w in self.window)
+            x, y, z = self.target_spacing
+            self.target_spacing = (float(x), float(y), float(z))
+        low, high = self.window
+        self.window = (float(low), float(high))
         if self.window_percentiles is not None:
-            self.window_percentiles = tuple(float(w) for w in self.window_percentiles)
+            low, high = self.window_percentiles
+            self.window_percentiles = (float(low), float(high))
         if self.init is not None:
             self.init = Path(self.init)
             if not self.init.is_file():
@@ -177,7 +273,7 @@ def training_transforms(config: TrainConfig) -> T.Compose:
     clipped to [0, 1] last, as at inference."""
     keys = ["image", "label"]
     patch = [config.patch_size] * 3
-    steps = [
+    steps: list[Callable[..., Any]] = [
         T.SpatialPadd(keys, spatial_size=patch),
         T.RandCropByPosNegLabeld(
             keys, label_key="label", spatial_size=patch, pos=1, neg=1, num_samples=1
@@ -331,6 +427,9 @@ def infinite_batches(loader):
 
 def train(config: TrainConfig) -> dict:
     """Train (or resume) and return a summary: best Dice, iterations, seconds."""
+    # Imported here, like the network, so that importing this module does not need them.
+    from vesselzip.model import checkpoints
+
     device = resolve_device(config.device)
     config.out.mkdir(parents=True, exist_ok=True)
     last_path, best_path = config.out / "last.pt", config.out / "best.pt"
@@ -338,12 +437,10 @@ def train(config: TrainConfig) -> dict:
 
     network = build_network(config)
     if config.init is not None and not (config.resume and last_path.is_file()):
-        from vesselzip.model.network import check_state_dict, load_checkpoint_state
-
-        state = {k: v.float() for k, v in load_checkpoint_state(config.init).items()}
+        state = {k: v.float() for k, v in checkpoints.load_checkpoint_state(config.init).items()}
         try:
-            check_state_dict(network, state)
-        except VesselzipError as error:
+            checkpoints.check_state_dict(network, state)
+        except ModelNotAvailableError as error:
             raise VesselzipError(
                 f"{config.init} does not fit feature_dims {list(config.feature_dims)}: {error}"
             ) from None
@@ -387,14 +484,12 @@ def train(config: TrainConfig) -> dict:
         payload = checkpoint_payload(
             network, optimizer, scheduler, iteration, dice, best, config, threshold
         )
-        torch.save(payload, path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").replace(path)  # never a half-written checkpoint
+        checkpoints.save_checkpoint(payload, path)
 
-    bar = _progress_bar(config, start)
     started = time.monotonic()
     network.train()
     losses: list[float] = []
-    with log_path.open("a") as log:
+    with log_path.open("a") as log, TrainingProgress(config, start) as bar:
         if start == 0:
             log.write(json.dumps({"event": "start", "config": config.to_dict()}) + "\n")
         stop = min(config.iterations, config.stop_after or config.iterations)
@@ -412,19 +507,20 @@ def train(config: TrainConfig) -> dict:
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
-            bar.update(1)
+            bar.advance()
 
             if iteration % config.log_every == 0:
+                mean_loss = float(np.mean(losses))
                 entry = {
                     "iteration": iteration,
-                    "loss": float(np.mean(losses)),
+                    "loss": mean_loss,
                     "focal_weight": round(weight, 4),
                     "lr": scheduler.get_last_lr()[0],
                     "seconds": round(time.monotonic() - started, 1),
                 }
                 log.write(json.dumps(entry) + "\n")
                 log.flush()
-                bar.set_postfix(loss=f"{entry['loss']:.4f}", best=f"{best:.4f}")
+                bar.show(loss=mean_loss, best=best)
                 losses.clear()
             if iteration % config.val_every == 0 or iteration == config.iterations:
                 scores = validation_scores(network, val_cases, config, device)
@@ -445,10 +541,9 @@ def train(config: TrainConfig) -> dict:
                 }
                 log.write(json.dumps(entry) + "\n")
                 log.flush()
-                bar.set_postfix(best=f"{best:.4f}", dice=f"{dice:.4f}")
+                bar.show(best=best, dice=dice)
         if iteration > start and iteration % config.val_every and iteration != config.iterations:
             save(last_path, iteration, best, threshold)  # stopped between validations
-    bar.close()
     return {
         "best_dice": best,
         "iterations": iteration,
@@ -459,47 +554,40 @@ def train(config: TrainConfig) -> dict:
     }
 
 
-def _progress_bar(config: TrainConfig, start: int):
-    from tqdm import tqdm
+class TrainingProgress:
+    """The training bar (rich, on stderr): iterations, time, and the latest loss and
+    Dice. Off when `config.progress` is; drawn once at the end where stderr is no
+    terminal."""
 
-    return tqdm(
-        total=config.iterations,
-        initial=start,
-        desc="train",
-        unit="it",
-        disable=not config.progress,
-        mininterval=2.0,
-    )
+    def __init__(self, config: TrainConfig, start: int):
+        self._bar = Progress(
+            TextColumn("train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=Console(stderr=True),
+            disable=not config.progress,
+            refresh_per_second=2,
+        )
+        self._task = self._bar.add_task(
+            "train", total=config.iterations, completed=start, status=""
+        )
+        self._status: dict[str, float] = {}
 
+    def __enter__(self) -> TrainingProgress:
+        self._bar.start()
+        return self
 
-# ---------------------------------------------------------------- bundling
+    def __exit__(self, *exc_info: object) -> None:
+        self._bar.stop()
 
+    def advance(self) -> None:
+        self._bar.advance(self._task)
 
-def export_weights(checkpoint: Path, out: Path, *, half: bool = True) -> Path:
-    """A small copy of a training checkpoint for distribution: the weights (fp16
-    by default, loaded back as float32), the published keys, the config, and no
-    optimizer state. Also writes the config as JSON next to it."""
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    state = {
-        k: (v.half() if half and v.is_floating_point() else v) for k, v in saved["model"].items()
-    }
-    config = saved.get("config", {})
-    payload = {
-        "model": state,
-        "optimizer": {},  # published key kept; training state is not shipped
-        "dice_metric": float(saved.get("dice_metric", math.nan)),
-        "epoch": int(saved.get("epoch", 0)),
-        "config": config,
-    }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, out)
-    summary = {
-        "feature_dims": config.get("network", {}).get("feature_dims"),
-        "inference": config.get("inference", InferenceConfig().to_dict()),
-        "validation_dice": payload["dice_metric"],
-        "iteration": payload["epoch"],
-        "training": config.get("training"),
-    }
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-    return out
+    def show(self, **values: float) -> None:
+        """Show these numbers (loss, best, dice) next to the bar, replacing older ones."""
+        self._status.update(values)
+        status = "  ".join(f"{name} {value:.4f}" for name, value in self._status.items())
+        self._bar.update(self._task, status=status)

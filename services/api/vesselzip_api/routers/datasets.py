@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Header, Path, Request, Response, UploadFile
 
@@ -28,12 +28,12 @@ def get_dataset_service(request: Request) -> DatasetService:
 Datasets = Annotated[DatasetService, Depends(get_dataset_service)]
 DatasetId = Annotated[str, Path(pattern=ID_PATTERN, description="The id POST returned.")]
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or unknown API key."},
     403: {"model": ErrorBody, "description": "The dataset belongs to another API key."},
     404: {"model": ErrorBody, "description": "No such dataset."},
 }
-_UPLOAD_ERRORS = {
+_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "A malformed request."},
     413: {"model": ErrorBody, "description": "Body or volume beyond the configured limits."},
     422: {"model": ErrorBody, "description": "Not a usable volume, or a truth off its grid."},

@@ -3,7 +3,7 @@ jobs, with the paper's tables and figures for the results."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
@@ -31,7 +31,7 @@ def get_sweep_service(request: Request) -> SweepService:
 Sweeps = Annotated[SweepService, Depends(get_sweep_service)]
 SweepId = Annotated[str, Path(pattern=ID_PATTERN, description="The id POST returned.")]
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or unknown API key."},
     403: {"model": ErrorBody, "description": "The sweep belongs to another API key."},
     404: {"model": ErrorBody, "description": "No such sweep."},
@@ -118,8 +118,7 @@ def get_tables(
         return Response(sweeps.markdown(sweep_id, owner), media_type=_MARKDOWN)
     tables = sweeps.tables(sweep_id, owner)
     if format == "csv":
-        rows = [row.model_dump() for row in tables.settings]
-        return Response(to_csv(rows, list(SETTING_COLUMNS)), media_type=_CSV)
+        return Response(to_csv(tables.settings, SETTING_COLUMNS), media_type=_CSV)
     return tables
 
 
@@ -141,7 +140,7 @@ def get_cases(
     owner: Owner,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ):
-    cases = sweeps.summary(sweep_id, owner)["cases"]
+    cases = sweeps.summary(sweep_id, owner).cases
     if format == "csv":
         return Response(to_csv(cases, CASE_COLUMNS), media_type=_CSV)
     return SweepCases(sweep_id=sweep_id, cases=cases)

@@ -1,0 +1,82 @@
+"""The grid of a sweep: codec specs parsed into canonical configs (the baseline first),
+their short text form and the group (table) each one belongs to."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from vesselzip.errors import InvalidCodecConfigError
+
+#: The paper's grid: ZFP fixed rate 16, 8, 4, 2 bits/voxel and absolute error
+#: tolerance 500, 1000, 1500 (the baseline is added to every grid).
+PAPER_GRID = (
+    "zfp:rate=16",
+    "zfp:rate=8",
+    "zfp:rate=4",
+    "zfp:rate=2",
+    "zfp:tolerance=500",
+    "zfp:tolerance=1000",
+    "zfp:tolerance=1500",
+)
+BASELINE: dict[str, Any] = {"id": "none"}
+MAX_SETTINGS = 64
+
+Group = Literal["baseline", "fixed_rate", "tolerance", "other"]
+
+
+def canonical(config: dict[str, Any]) -> str:
+    """One text per codec config (key order does not matter)."""
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))
+
+
+def parse_grid(specs: Sequence[str] | str | None) -> list[dict[str, Any]]:
+    """Canonical codec configs for specs such as ["zfp:rate=2", "zfp:tolerance=500"]
+    (or one comma-separated string); None means the paper's grid. The baseline comes
+    first; duplicates are dropped, the order is kept."""
+    from vesselzip.codecs import parse_codec_spec
+
+    if specs is None:
+        specs = PAPER_GRID
+    if isinstance(specs, str):
+        specs = [s for s in specs.split(",") if s.strip()]
+    configs = [BASELINE]
+    seen = {canonical(BASELINE)}
+    for spec in specs:
+        config = parse_codec_spec(spec)
+        if canonical(config) not in seen:
+            seen.add(canonical(config))
+            configs.append(config)
+    if len(configs) > MAX_SETTINGS:
+        raise InvalidCodecConfigError(
+            f"a grid holds at most {MAX_SETTINGS} settings, got {len(configs)}"
+        )
+    return configs
+
+
+def setting_spec(config: dict[str, Any]) -> str:
+    """The short text form of a config ("zfp:rate=2"); parse_codec_spec reads it back."""
+    options = {k: v for k, v in config.items() if k != "id"}
+    parts = []
+    mode = options.pop("mode", None)
+    if mode is not None:
+        value = options.pop("value", None)
+        parts.append(mode if value is None else f"{mode}={number_text(value)}")
+    parts += [f"{key}={number_text(value)}" for key, value in sorted(options.items())]
+    return str(config["id"]) + (":" + "+".join(parts) if parts else "")
+
+
+def number_text(value: Any) -> str:
+    """A parameter as a spec writes it: 16, 0.5 (not 16.0, 0.50000)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def setting_group(config: dict[str, Any]) -> Group:
+    if config.get("id") == "none":
+        return "baseline"
+    if config.get("id") == "zfp" and config.get("mode") == "rate":
+        return "fixed_rate"
+    if config.get("id") == "zfp" and config.get("mode") == "tolerance":
+        return "tolerance"
+    return "other"
