@@ -6,13 +6,19 @@ per concurrency level and reports
 
 * uploads/s and the p50/p99 latency of POST /v1/jobs,
 * the gateway's share of the time beyond the bare codec work: of each POST's latency,
-  what was not reading the NIfTI, encoding, decoding and measuring (the gateway
-  records those per job), target <= 10 %; and, for reference, the same work done by
-  the library in this process (`vesselzip.jobs.compress_upload`),
+  what was not reading the NIfTI (from where the web server spooled the upload),
+  encoding, decoding and measuring (the gateway records those per job): HTTP, multipart
+  parsing and spooling, storing the blob, queueing; target <= 10 %; and, for
+  reference, the same work done by the library in this process
+  (`vesselzip.jobs.compress_upload`),
 * the gateway's peak memory above idle, per concurrent upload and as a multiple of the
   raw volume.
 
     python bench/api_load.py --clients 1,4 --uploads 6 --shape 128,128,96 --codec zfp:rate=4
+
+To compare with an earlier commit, run it from a worktree of that commit with
+PYTHONPATH=shared:services/api:services/worker (absolute paths) pointing into it; the
+`vesselzip serve` it starts inherits the variable. docs/api.md has such a comparison.
 """
 
 from __future__ import annotations

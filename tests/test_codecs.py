@@ -1,13 +1,21 @@
 """The codec registry, the `none` codec and the `zfp` codec's guarantees."""
 
 import importlib.util
+import re
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vesselzip.codecs import Codec, codec_ids, get_codec, parse_codec_spec, register_codec
+from vesselzip.codecs import (
+    Codec,
+    codec_config_from_options,
+    codec_ids,
+    get_codec,
+    parse_codec_spec,
+    register_codec,
+)
 from vesselzip.codecs import base as codec_base
 from vesselzip.codecs.zfp import fixed_rate_nbytes, stream_header, working_dtype
 from vesselzip.errors import CorruptBlobError, InvalidCodecConfigError, InvalidVolumeError
@@ -133,6 +141,36 @@ def test_invalid_configs_are_refused(config, message):
 def test_invalid_specs_are_refused(spec):
     with pytest.raises(InvalidCodecConfigError):
         parse_codec_spec(spec)
+
+
+@pytest.mark.parametrize(
+    ("codec_id", "options", "spec"),
+    [
+        ("none", {}, "none"),
+        ("zfp", {"rate": "2"}, "zfp:rate=2"),
+        ("zfp", {"tolerance": "1e+3", "backend": "zfpy"}, "zfp:tolerance=1e+3+backend=zfpy"),
+        ("zfp", {"reversible": None}, "zfp:reversible"),
+        ("zfp", {"mode": "rate", "value": "4"}, "zfp:mode=rate+value=4"),
+    ],
+)
+def test_options_give_what_their_spec_gives(codec_id, options, spec):
+    assert codec_config_from_options(codec_id, options) == parse_codec_spec(spec)
+
+
+@pytest.mark.parametrize(
+    ("codec_id", "options", "message"),
+    [
+        ("lz4", {}, "unknown codec 'lz4'; available"),
+        ("zfp", {"rate": None}, "numeric value"),
+        ("zfp", {"rate": "x"}, "numeric value"),
+        ("zfp", {"rate": "9" * 400}, "numeric value"),
+        ("zfp", {"fastest": "1"}, "fastest"),
+        ("zfp", {"rate=2+backend": "pyzfp"}, "unknown option"),
+    ],
+)
+def test_invalid_options_are_refused_as_their_spec_is(codec_id, options, message):
+    with pytest.raises(InvalidCodecConfigError, match=re.escape(message)):
+        codec_config_from_options(codec_id, options)
 
 
 def test_a_new_codec_is_one_registered_class(monkeypatch):

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from vesselzip.codecs import get_codec
-from vesselzip.container import MAGIC, VERSION, decode_volume, encode_volume, read_blob_info
+from vesselzip.container import (
+    MAGIC,
+    VERSION,
+    decode_volume,
+    encode_volume,
+    read_blob_info,
+    read_blob_meta,
+)
 from vesselzip.errors import CorruptBlobError, InvalidCodecConfigError, VolumeTooLargeError
 from vesselzip.volumes import Volume, read_volume
 
@@ -99,6 +106,25 @@ def test_info_describes_the_blob_without_decoding(volume):
     assert info.compression_ratio == pytest.approx(volume.data.nbytes / len(blob))
     assert info.bits_per_voxel == pytest.approx(8 * len(blob) / volume.data.size)
     assert json.loads(json.dumps(info.to_dict()))["shape"] == [13, 14, 10]
+
+
+def test_meta_is_read_from_the_header_alone(volume):
+    blob = encode_volume(volume, get_codec({"id": "zfp", "mode": "rate", "value": 2}))
+    meta = read_blob_meta(blob)
+    info = read_blob_info(blob)
+    assert meta["payload_nbytes"] == info.payload_nbytes and meta["sha256"] == info.sha256
+    assert meta["codec"] == info.codec and tuple(meta["shape"]) == info.shape
+    # The payload is not hashed (read_blob_info and decode_volume check it)...
+    damaged = bytearray(blob)
+    damaged[-1] ^= 0x5A
+    assert read_blob_meta(bytes(damaged)) == meta
+    # ...the JSON header and the prefix are.
+    damaged = bytearray(blob)
+    damaged[20] ^= 0x5A
+    with pytest.raises(CorruptBlobError):
+        read_blob_meta(bytes(damaged))
+    with pytest.raises(CorruptBlobError, match="not a vesselzip blob"):
+        read_blob_meta(b"PK\x03\x04" + blob[4:])
 
 
 def test_encoding_is_deterministic(volume):

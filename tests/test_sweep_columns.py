@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from vesselzip.jobs import JobOutcome
 from vesselzip.sweeps import (
     CASE_COLUMNS,
     SETTING_COLUMNS,
     CaseRow,
-    CellOutcome,
     SettingRow,
     SweepCell,
     SweepSpec,
@@ -84,7 +84,7 @@ def test_the_markdown_headers_and_definitions_are_the_fields():
         idempotency_key="k",
         cells=cells,
     )
-    queued = {c.job_id: CellOutcome(state="queued") for c in cells}
+    queued = {c.job_id: JobOutcome(state="queued") for c in cells}
     lines = markdown_tables(sweep_summary(spec, queued)).splitlines()
     headers = [lines[i - 1] for i, line in enumerate(lines) if line.startswith("|---")]
     assert len(headers) == 6  # Tables 1-6

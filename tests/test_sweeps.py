@@ -24,12 +24,11 @@ from vesselzip.datasets import (
     volume_id_for,
 )
 from vesselzip.errors import InvalidCodecConfigError, InvalidVolumeError, NotFoundError
-from vesselzip.jobs import ImageInfo, JobResult, JobSpec, blob_key, run_job
+from vesselzip.jobs import ImageInfo, JobOutcome, JobResult, JobSpec, blob_key, run_job
 from vesselzip.store import LocalStore
 from vesselzip.sweeps import (
     PAPER_GRID,
     SETTING_COLUMNS,
-    CellOutcome,
     SweepCell,
     SweepNotReadyError,
     SweepSpec,
@@ -180,9 +179,9 @@ def toy_sweep():
                 result = _result(
                     job_id, config, raw=raw, blob=blob, psnr=psnr, ssim=ssim, dice=dice
                 )
-                outcomes[job_id] = CellOutcome(state="finished", result=result)
+                outcomes[job_id] = JobOutcome(state="finished", result=result)
             else:
-                outcomes[job_id] = CellOutcome(state="running")
+                outcomes[job_id] = JobOutcome(state="running")
     spec = SweepSpec(
         id="s" * 32,
         dataset_id="d" * 32,
@@ -239,10 +238,10 @@ def test_setting_rows_follow_the_documented_definitions(toy_sweep):
 def test_progress_states(toy_sweep):
     spec, outcomes = toy_sweep
     running = next(k for k, o in outcomes.items() if o.state == "running")
-    outcomes[running] = CellOutcome(state="failed", error="boom")
+    outcomes[running] = JobOutcome(state="failed", error="boom")
     progress = progress_of(spec, outcomes, now=150.0)
     assert progress.state == "failed" and progress.eta_s == 0.0
-    queued = {k: CellOutcome(state="queued") for k in outcomes}
+    queued = {k: JobOutcome(state="queued") for k in outcomes}
     progress = progress_of(spec, queued, now=150.0)
     assert progress.state == "queued" and progress.eta_s is None
 
@@ -274,7 +273,7 @@ def test_figures_are_pngs_and_say_when_they_cannot_be_drawn(toy_sweep):
         figure_png(summary, "tolerance")
     with pytest.raises(NotFoundError):
         figure_png(summary, "nonsense")
-    nothing = sweep_summary(spec, {k: CellOutcome(state="queued") for k in outcomes})
+    nothing = sweep_summary(spec, {k: JobOutcome(state="queued") for k in outcomes})
     with pytest.raises(SweepNotReadyError):
         figure_png(nothing, "fixed_rate")
 

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from vesselzip.errors import InvalidVolumeError, VolumeTooLargeError
-from vesselzip.volumes import Volume, read_volume, volume_to_bytes, write_volume
+from vesselzip.volumes import (
+    Volume,
+    read_volume,
+    read_volume_file,
+    volume_to_bytes,
+    write_volume,
+)
 
 AFFINE = np.array(
     [
@@ -63,6 +69,40 @@ def test_bytes_and_path_give_the_same_volume(tmp_path, rng):
     from_path = read_volume(tmp_path / "v.nii.gz")
     np.testing.assert_array_equal(from_bytes.data, from_path.data)
     assert from_bytes.header.binaryblock == from_path.header.binaryblock
+
+
+@pytest.mark.parametrize("gz", [True, False])
+@pytest.mark.parametrize("max_size", [0, 1 << 30], ids=["on-disk", "in-memory"])
+def test_an_open_file_reads_like_its_path(tmp_path, rng, gz, max_size):
+    """An upload the web server spooled (a SpooledTemporaryFile, in memory or rolled
+    over to disk) is read in place, from its current position, and left open."""
+    import tempfile
+
+    data = random_volume(rng, "int16")
+    payload = nifti_bytes(data, gz=gz)
+    (tmp_path / "v.nii").write_bytes(payload)
+    with tempfile.SpooledTemporaryFile(max_size=max_size) as upload:
+        upload.write(b"JUNK" + payload)
+        upload.seek(4)
+        volume, file = read_volume_file(upload, label="image (v.nii)")
+        assert not upload.closed
+    from_path, path_file = read_volume_file(tmp_path / "v.nii")
+    np.testing.assert_array_equal(volume.data, data)
+    assert volume.header.binaryblock == from_path.header.binaryblock
+    assert file == path_file and file.gzip == gz and file.nbytes == len(payload)
+    assert read_volume_file(payload)[1] == file
+
+
+def test_an_open_file_is_named_by_its_label_never_its_temp_path(tmp_path):
+    with (tmp_path / "spool-123.tmp").open("w+b") as upload:
+        upload.write(b"not a volume at all" * 30)
+        upload.seek(0)
+        with pytest.raises(InvalidVolumeError, match=r"^image \(a\.nii\): not a NIfTI") as exc:
+            read_volume(upload, label="image (a.nii)")
+        upload.seek(0)
+        with pytest.raises(InvalidVolumeError, match="^upload: ") as unnamed:
+            read_volume(upload)
+    assert "spool-123" not in str(exc.value) + str(unnamed.value)
 
 
 def test_mask_written_like_the_image_overlays_it(tmp_path, rng):

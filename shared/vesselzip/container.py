@@ -104,9 +104,17 @@ def read_blob_info(blob: bytes) -> BlobInfo:
     )
 
 
-def _split(blob: bytes) -> tuple[dict[str, Any], bytes, bytes]:
-    """Check magic, version, lengths and checksums; return (meta, NIfTI header, payload)."""
-    view = memoryview(blob)
+def read_blob_meta(blob: bytes) -> dict[str, Any]:
+    """The blob's JSON header (codec, shape, dtype, affine, raw and payload sizes, the
+    payload's sha256), read without hashing or decoding the payload: magic, version,
+    the JSON's own checksum and its fields are checked, the payload is not (use
+    `read_blob_info` or `decode_volume` for a blob from elsewhere)."""
+    meta, _ = _read_meta(memoryview(blob))
+    return meta
+
+
+def _read_meta(view: memoryview) -> tuple[dict[str, Any], int]:
+    """Check magic, version and the JSON header; return (meta, where the JSON ends)."""
     if len(view) < _PREFIX.size:
         raise CorruptBlobError(f"not a vesselzip blob: only {len(view)} bytes")
     magic, version, meta_nbytes, meta_crc = _PREFIX.unpack_from(view)
@@ -122,7 +130,13 @@ def _split(blob: bytes) -> tuple[dict[str, Any], bytes, bytes]:
     meta_bytes = bytes(view[_PREFIX.size : meta_end])
     if zlib.crc32(meta_bytes) != meta_crc:
         raise CorruptBlobError("corrupt blob: the JSON header fails its checksum")
-    meta = _parse_meta(meta_bytes)
+    return _parse_meta(meta_bytes), meta_end
+
+
+def _split(blob: bytes) -> tuple[dict[str, Any], bytes, bytes]:
+    """Check magic, version, lengths and checksums; return (meta, NIfTI header, payload)."""
+    view = memoryview(blob)
+    meta, meta_end = _read_meta(view)
     payload_start = meta_end + NIFTI1_HEADER_NBYTES
     expected = payload_start + meta["payload_nbytes"]
     if len(view) != expected:

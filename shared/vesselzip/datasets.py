@@ -14,18 +14,25 @@ Ownership checks are the caller's business: these functions only store and read.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from pydantic import BaseModel, Field
 
 from vesselzip.errors import NotFoundError, VesselzipError
 from vesselzip.store import BlobStore
 
+if TYPE_CHECKING:
+    from vesselzip.volumes import VolumeSource
+
 _VOLUME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _NIFTI_SUFFIX = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
+_CHUNK = 1024 * 1024
 
 
 class DatasetConflictError(VesselzipError):
@@ -141,20 +148,25 @@ def volume_id_for(name: str | None, filename: str | None) -> str:
 def add_volume(
     store: BlobStore,
     dataset_id: str,
-    image_path: Path,
-    truth_path: Path | None,
+    image: VolumeSource,
+    truth: VolumeSource | None,
     *,
     name: str | None = None,
     filename: str | None = None,
     max_voxels: int | None = None,
     max_volume_bytes: int | None = None,
 ) -> VolumeEntry:
-    """Validate an image (and its truth, on the same grid) and store both.
+    """Validate an image (and its truth, on the same grid) and store both: the image
+    byte for byte as given, the truth as a compact uint8 mask. Each is a path, the
+    bytes of a file, or an open, seekable binary file read from its current position
+    (an upload the web server spooled): it is validated from there, then the image is
+    streamed into the store once, hashed on the way; nothing is read whole into
+    memory, and nothing is stored unless every check passed.
 
     Raises InvalidVolumeError / VolumeTooLargeError for bad files, DatasetConflictError
     when the volume id is taken, NotFoundError when the dataset does not exist."""
     from vesselzip.jobs import prepare_truth
-    from vesselzip.volumes import read_volume
+    from vesselzip.volumes import open_volume_source, read_volume_file
 
     if not store.exists(_entry_key(dataset_id)):
         raise NotFoundError(f"no dataset {dataset_id}")
@@ -163,44 +175,89 @@ def add_volume(
     if store.exists(entry_key):
         raise DatasetConflictError(f"dataset {dataset_id} already has a volume {volume_id!r}")
 
-    image = read_volume(
-        image_path,
-        max_voxels=max_voxels,
-        max_volume_bytes=max_volume_bytes,
-        label=f"image ({Path(filename).name})" if filename else "image",
-    )
-    truth_bytes = None
-    if truth_path is not None:
-        truth_bytes = prepare_truth(
-            truth_path,
-            image.shape,
-            image.affine,
+    with ExitStack() as files:
+        image_stream = files.enter_context(open_volume_source(image))
+        image_start = image_stream.tell()
+        volume, image_file = read_volume_file(
+            image_stream,
             max_voxels=max_voxels,
             max_volume_bytes=max_volume_bytes,
+            label=f"image ({Path(filename).name})" if filename else "image",
         )
-    image_bytes = image_path.read_bytes()
-    suffix = ".nii.gz" if image_bytes[:2] == b"\x1f\x8b" else ".nii"
-    image_key = f"{_prefix(dataset_id)}/images/{volume_id}{suffix}"
-    truth_key = f"{_prefix(dataset_id)}/truths/{volume_id}.nii.gz" if truth_bytes else None
-    entry = VolumeEntry(
-        id=volume_id,
-        filename=Path(filename).name[:200] if filename else None,
-        image_key=image_key,
-        truth_key=truth_key,
-        shape=image.shape,
-        dtype=str(image.dtype),
-        spacing=image.spacing,
-        raw_nbytes=int(image.data.nbytes),
-        image_nbytes=len(image_bytes),
-        image_sha256=hashlib.sha256(image_bytes).hexdigest(),
-        truth_sha256=hashlib.sha256(truth_path.read_bytes()).hexdigest() if truth_path else None,
-    )
-    store.put_bytes(image_key, image_bytes)
-    if truth_key is not None and truth_bytes:  # truth_key is set exactly when truth_bytes is
-        store.put_bytes(truth_key, truth_bytes)
-    # The entry goes last: a volume is listed only once its files are in place.
-    store.put_json(entry_key, entry.model_dump(mode="json"))
+        truth_bytes: bytes | None = None
+        truth_sha256: str | None = None
+        if truth is not None:
+            truth_stream = files.enter_context(open_volume_source(truth))
+            truth_start = truth_stream.tell()
+            truth_bytes = prepare_truth(
+                truth_stream,
+                volume.shape,
+                volume.affine,
+                max_voxels=max_voxels,
+                max_volume_bytes=max_volume_bytes,
+            )
+            truth_stream.seek(truth_start)
+            truth_sha256, _ = _copy_hashed(truth_stream, None)
+
+        suffix = ".nii.gz" if image_file.gzip else ".nii"
+        image_key = f"{_prefix(dataset_id)}/images/{volume_id}{suffix}"
+        truth_key = f"{_prefix(dataset_id)}/truths/{volume_id}.nii.gz" if truth_bytes else None
+        stored: list[str] = []
+        try:
+            image_stream.seek(image_start)
+            image_sha256, image_nbytes = _put_stream(store, image_key, image_stream)
+            stored.append(image_key)
+            if truth_key is not None and truth_bytes:  # set exactly when truth_bytes is
+                store.put_bytes(truth_key, truth_bytes)
+                stored.append(truth_key)
+            entry = VolumeEntry(
+                id=volume_id,
+                filename=Path(filename).name[:200] if filename else None,
+                image_key=image_key,
+                truth_key=truth_key,
+                shape=volume.shape,
+                dtype=str(volume.dtype),
+                spacing=volume.spacing,
+                raw_nbytes=int(volume.data.nbytes),
+                image_nbytes=image_nbytes,
+                image_sha256=image_sha256,
+                truth_sha256=truth_sha256,
+            )
+            # The entry goes last: a volume is listed only once its files are in place.
+            store.put_json(entry_key, entry.model_dump(mode="json"))
+        except BaseException:
+            for key in stored:
+                store.delete(key)
+            raise
     return entry
+
+
+def _put_stream(store: BlobStore, key: str, stream: BinaryIO) -> tuple[str, int]:
+    """Store what is left of `stream` under `key`: one chunked copy into a temp file on
+    the store's volume, hashed on the way, then moved into place. Returns (sha256, bytes)."""
+    out, path = store.temp_file()
+    try:
+        with out:
+            hashed = _copy_hashed(stream, out)
+            out.flush()
+            os.fsync(out.fileno())  # on disk before it is renamed into place
+        store.put_file(key, path)
+    finally:
+        path.unlink(missing_ok=True)
+    return hashed
+
+
+def _copy_hashed(stream: BinaryIO, out: BinaryIO | None) -> tuple[str, int]:
+    """Read `stream` to its end in chunks, writing them to `out` when given; returns
+    the sha256 and the number of bytes read."""
+    digest = hashlib.sha256()
+    nbytes = 0
+    while chunk := stream.read(_CHUNK):
+        digest.update(chunk)
+        nbytes += len(chunk)
+        if out is not None:
+            out.write(chunk)
+    return digest.hexdigest(), nbytes
 
 
 def delete_dataset(store: BlobStore, dataset_id: str) -> int:

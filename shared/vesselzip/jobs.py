@@ -14,14 +14,17 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from vesselzip.errors import InvalidVolumeError, NotFoundError
 from vesselzip.store import BlobStore
+
+if TYPE_CHECKING:
+    from vesselzip.volumes import VolumeSource
 
 #: Stages a job goes through, in order; each one's seconds are reported.
 STAGES = ("upload", "compress", "queue_wait", "fetch", "decompress", "inference", "metrics")
@@ -35,6 +38,27 @@ _WORKER_PROGRESS = {
 }
 
 ReportProgress = Callable[[str, float], None]
+
+
+class JobState(str, Enum):
+    """Where a job stands: the one spelling of it in records, results, sweeps and the API."""
+
+    QUEUED = "queued"  # waiting in its queue, or for a retry
+    RUNNING = "running"  # a worker has it
+    FINISHED = "finished"  # the mask is stored; scores when a truth was given
+    FAILED = "failed"  # `error` says why
+    CANCELLED = "cancelled"  # deleted before it ended
+
+    def __str__(self) -> str:  # the value in f-strings, CSV and Redis, on every Python
+        return self.value
+
+    @property
+    def ended(self) -> bool:
+        return self in (JobState.FINISHED, JobState.FAILED, JobState.CANCELLED)
+
+
+#: A sweep cell whose job has neither a record nor a result (Redis lost it before it ran).
+LOST = "lost"
 
 
 def new_job_id() -> str:
@@ -92,7 +116,7 @@ class JobResult(BaseModel):
     """What a job ended with; stored as results/<id>.json and kept in Redis."""
 
     job_id: str
-    state: Literal["finished", "failed"]
+    state: Literal[JobState.FINISHED, JobState.FAILED]
     model: str
     codec: dict[str, Any]
     image: ImageInfo
@@ -114,7 +138,7 @@ class JobResult(BaseModel):
     def failed(cls, spec: JobSpec, error: str, **extra: Any) -> JobResult:
         return cls(
             job_id=spec.job_id,
-            state="failed",
+            state=JobState.FAILED,
             model=spec.model,
             codec=spec.codec,
             image=spec.image,
@@ -128,6 +152,20 @@ class JobResult(BaseModel):
             created_at=spec.created_at,
             **extra,
         )
+
+
+class JobOutcome(BaseModel):
+    """What is known of a job wherever it was found (its Redis record, RQ, or its stored
+    result): the state, the result once it ended, the reason when it did not finish."""
+
+    state: JobState | Literal["lost"]
+    result: JobResult | None = None
+    error: str | None = None
+    position: int | None = Field(default=None, description="Jobs ahead of it, while queued.")
+
+    @property
+    def ended(self) -> bool:
+        return self.state == LOST or JobState(self.state).ended
 
 
 @dataclass
@@ -144,26 +182,28 @@ class CompressedUpload:
 
 
 def compress_upload(
-    image_path: Path,
+    source: VolumeSource,
     codec_config: dict[str, Any],
     *,
     filename: str | None = None,
     max_voxels: int | None = None,
     max_volume_bytes: int | None = None,
 ) -> CompressedUpload:
-    """Validate the NIfTI at `image_path` and compress it; measure the codec on it.
+    """Validate the NIfTI `source` (a path, bytes, or an open binary file such as the
+    upload the web server spooled, read from its current position) and compress it;
+    measure the codec on it.
 
     Raises InvalidVolumeError / VolumeTooLargeError for bad uploads and
     InvalidCodecConfigError for a bad codec configuration (checked first: it is cheap)."""
     from vesselzip.codecs import get_codec
-    from vesselzip.container import decode_volume, encode_volume, read_blob_info
+    from vesselzip.container import decode_volume, encode_volume, read_blob_meta
     from vesselzip.metrics.compression import compression_metrics
-    from vesselzip.volumes import read_volume
+    from vesselzip.volumes import read_volume_file
 
     codec = get_codec(codec_config)
     t0 = time.perf_counter()
-    volume = read_volume(
-        image_path,
+    volume, file = read_volume_file(
+        source,
         max_voxels=max_voxels,
         max_volume_bytes=max_volume_bytes,
         label=f"image ({filename})" if filename else "image",
@@ -173,13 +213,11 @@ def compress_upload(
     t2 = time.perf_counter()
     decoded = decode_volume(blob)
     t3 = time.perf_counter()
-    with image_path.open("rb") as stream:
-        is_gzip = stream.read(2) == b"\x1f\x8b"
     metrics = compression_metrics(
         volume.data,
         decoded.data,
         blob_nbytes=len(blob),
-        nifti_gz_nbytes=image_path.stat().st_size if is_gzip else None,
+        nifti_gz_nbytes=file.nbytes if file.gzip else None,
         compress_s=t2 - t1,
         decompress_s=t3 - t2,
     )
@@ -189,8 +227,9 @@ def compress_upload(
     # computing these metrics, so the whole codec cost of an upload is on record.
     metrics["read_s"] = t1 - t0
     metrics["measure_s"] = t4 - t3
-    # The codec's own stream, without the container's header (e.g. the bare ZFP stream).
-    metrics["payload_nbytes"] = read_blob_info(blob).payload_nbytes
+    # The codec's own stream, without the container's header (e.g. the bare ZFP stream);
+    # from the blob's JSON header alone (decode_volume has just verified the blob).
+    metrics["payload_nbytes"] = read_blob_meta(blob)["payload_nbytes"]
     image = ImageInfo(
         filename=filename,
         shape=volume.shape,
@@ -209,19 +248,20 @@ def compress_upload(
 
 
 def prepare_truth(
-    truth_path: Path,
+    truth_source: VolumeSource,
     shape: tuple[int, int, int],
     affine: np.ndarray,
     *,
     max_voxels: int | None = None,
     max_volume_bytes: int | None = None,
 ) -> bytes:
-    """Validate a ground-truth mask for an image of this `shape` and `affine`; return
-    it as a compact uint8 .nii.gz (non-zero voxels are vessel)."""
+    """Validate a ground-truth mask (a path, bytes or an open binary file) for an image
+    of this `shape` and `affine`; return it as a compact uint8 .nii.gz (non-zero voxels
+    are vessel)."""
     from vesselzip.volumes import read_volume, same_grid, volume_to_bytes
 
     truth = read_volume(
-        truth_path,
+        truth_source,
         max_voxels=max_voxels,
         max_volume_bytes=max_volume_bytes,
         label="truth",
@@ -312,7 +352,7 @@ def run_job(
 
     return JobResult(
         job_id=spec.job_id,
-        state="finished",
+        state=JobState.FINISHED,
         model=spec.model,
         codec=spec.codec,
         image=spec.image,

@@ -21,9 +21,10 @@ import math
 import warnings
 import zlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import nibabel as nib
 import numpy as np
@@ -73,40 +74,86 @@ class Volume:
         return cast("tuple[float, float, float]", tuple(float(z) for z in zooms[:3]))
 
 
+# A stream the reader reads from: a file given or opened, or a GzipFile over one.
+_Stream = io.BufferedIOBase | BinaryIO
+#: What read_volume_file accepts: a path, the bytes of a file, or an open binary file.
+VolumeSource = str | Path | bytes | BinaryIO
+
+
+@dataclass(frozen=True)
+class VolumeFile:
+    """What reading a volume learned about the file itself."""
+
+    gzip: bool  # a .nii.gz (gzip magic), else a plain .nii
+    nbytes: int  # the file's size in bytes (from the reading position to its end)
+
+
 def read_volume(
-    source: str | Path | bytes,
+    source: VolumeSource,
     *,
     max_voxels: int | None = None,
     max_volume_bytes: int | None = None,
     label: str | None = None,
 ) -> Volume:
-    """Read a NIfTI-1 volume from a path or from the bytes of a .nii/.nii.gz file.
-    Error messages call it `label` when given (an upload's server-side temp path
-    means nothing to the client), else by its path.
+    """Read a NIfTI-1 volume from a path, from the bytes of a .nii/.nii.gz file, or
+    from an open, seekable binary file (e.g. an upload the web server spooled), read
+    from its current position and left open. Error messages call it `label` when
+    given (an upload's server-side temp path means nothing to the client), else by
+    its path ("upload" for bytes and file objects).
 
     Raises InvalidVolumeError for anything that is not a finite 3D volume of a
     supported dtype on a sane grid (see `check_geometry`), and VolumeTooLargeError
     when a limit is exceeded. The voxels are read straight into one array: reading
     costs the volume's size once, plus its NIfTI extensions."""
+    volume, _ = read_volume_file(
+        source, max_voxels=max_voxels, max_volume_bytes=max_volume_bytes, label=label
+    )
+    return volume
+
+
+def read_volume_file(
+    source: VolumeSource,
+    *,
+    max_voxels: int | None = None,
+    max_volume_bytes: int | None = None,
+    label: str | None = None,
+) -> tuple[Volume, VolumeFile]:
+    """`read_volume`, also returning what the file was (gzip or not, its size), so a
+    caller never opens it again to find out."""
     if label:
         name = label
+    elif isinstance(source, str | Path):
+        name = str(source)
     else:
-        name = "upload" if isinstance(source, bytes | bytearray | memoryview) else str(source)
+        name = "upload"
     try:
-        with _open_stream(source) as raw:
+        with open_volume_source(source) as raw:
+            start = raw.tell()
             magic = raw.read(2)
-            raw.seek(0)
-            if magic == _GZIP_MAGIC:
+            raw.seek(start)
+            is_gzip = magic == _GZIP_MAGIC
+            if is_gzip:
                 with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
                     volume = _read_nifti(stream, name, max_voxels, max_volume_bytes)
                     _drain_gzip(stream, name)
             else:
                 volume = _read_nifti(raw, name, max_voxels, max_volume_bytes)
+            nbytes = raw.seek(0, io.SEEK_END) - start
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise InvalidVolumeError(f"{name}: corrupt or truncated gzip stream ({exc})") from exc
     except (IsADirectoryError, PermissionError) as exc:
         raise InvalidVolumeError(f"cannot read {name}: {exc.strerror}") from exc
-    return volume
+    return volume, VolumeFile(gzip=is_gzip, nbytes=nbytes)
+
+
+def open_volume_source(source: VolumeSource) -> AbstractContextManager[BinaryIO]:
+    """A context that yields a binary stream of `source`; it closes only what it opened
+    (a caller's file object stays open)."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return io.BytesIO(source)
+    if isinstance(source, str | Path):
+        return open(source, "rb")  # noqa: SIM115 - closed by the caller's with-block
+    return nullcontext(source)
 
 
 def check_geometry(header: nib.Nifti1Header, name: str = "volume") -> np.ndarray:
@@ -219,14 +266,8 @@ def _gzip_bytes(payload: bytes) -> bytes:
     return gzip.compress(payload, compresslevel=6, mtime=0)
 
 
-def _open_stream(source: str | Path | bytes) -> io.BufferedIOBase:
-    if isinstance(source, bytes | bytearray | memoryview):
-        return io.BytesIO(source)
-    return open(source, "rb")  # noqa: SIM115 - closed by the caller's with-block
-
-
 def _read_nifti(
-    stream: io.BufferedIOBase, name: str, max_voxels: int | None, max_volume_bytes: int | None
+    stream: _Stream, name: str, max_voxels: int | None, max_volume_bytes: int | None
 ) -> Volume:
     """Read and check the header against the limits, then read exactly the declared
     voxels into one array."""
@@ -330,19 +371,22 @@ def _checked_shape_and_dtype(
     return shape, dtype
 
 
-def _read_into(stream: io.BufferedIOBase, buffer: memoryview) -> int:
+def _read_into(stream: _Stream, buffer: memoryview) -> int:
     """Fill `buffer` from the stream in chunks; returns the bytes read (fewer only at
     the end of the stream)."""
+    # Every binary file Python makes (open(), BytesIO, GzipFile, SpooledTemporaryFile)
+    # has readinto; typing.BinaryIO merely does not declare it.
+    readinto = cast("io.BufferedIOBase", stream).readinto
     filled = 0
     while filled < len(buffer):
-        count = stream.readinto(buffer[filled : filled + _CHUNK])
+        count = readinto(buffer[filled : filled + _CHUNK])
         if not count:
             break
         filled += count
     return filled
 
 
-def _read_up_to(stream: io.BufferedIOBase, nbytes: int) -> bytes:
+def _read_up_to(stream: _Stream, nbytes: int) -> bytes:
     """Read `nbytes` (fewer only at end of stream) in chunks, never more."""
     parts = []
     remaining = nbytes
@@ -355,7 +399,7 @@ def _read_up_to(stream: io.BufferedIOBase, nbytes: int) -> bytes:
     return b"".join(parts)
 
 
-def _drain_gzip(stream: io.BufferedIOBase, name: str) -> None:
+def _drain_gzip(stream: _Stream, name: str) -> None:
     """Read to the end of the gzip stream so its CRC is checked, refusing bulky trailers."""
     trailing = 0
     while part := stream.read(_CHUNK):

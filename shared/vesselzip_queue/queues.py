@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import cast
 
@@ -21,9 +20,10 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 from rq.worker import BaseWorker, Worker
 
-from vesselzip.jobs import JobSpec
+from vesselzip.jobs import JobOutcome, JobSpec, JobState, load_result
 from vesselzip.settings import QUEUE_NAMES, Settings
-from vesselzip_queue.records import TERMINAL_STATES, JobRecord, JobRecords, unreadable_reason
+from vesselzip.store import BlobStore
+from vesselzip_queue.records import JobRecord, JobRecords, unreadable_reason
 
 log = logging.getLogger("vesselzip.queues")
 
@@ -111,39 +111,45 @@ _WAITING = (
 )
 
 
-@dataclass
-class JobState:
-    """What a client sees of a job that has a record."""
-
-    state: str  # queued | running | finished | failed | cancelled
-    position: int | None = None  # 0 = next in line, while queued
-    error: str | None = None
-
-
-def job_state(record: JobRecord, connection: Redis) -> JobState:
+def job_state(record: JobRecord, connection: Redis) -> JobOutcome:
     """Combine our record with RQ's view (RQ knows queue positions and retries)."""
-    if record.state in TERMINAL_STATES:
-        return JobState(record.state, error=record.error)
+    if record.result is not None:
+        return JobOutcome(state=record.result.state, result=record.result, error=record.error)
+    if JobState(record.state).ended:
+        return JobOutcome(state=record.state, error=record.error)
     if record.unreadable:
-        return JobState("failed", error=record.unreadable)
+        return JobOutcome(state=JobState.FAILED, error=record.unreadable)
     try:
         rq_job = fetch_rq_job(record.job_id, connection)
     except (ValueError, DeserializationError) as exc:  # written by another RQ, or damaged
-        return JobState("failed", error=unreadable_reason("its queue entry", exc))
+        return JobOutcome(state=JobState.FAILED, error=unreadable_reason("its queue entry", exc))
     status = rq_job.get_status(refresh=False) if rq_job else None
     if status in _WAITING:
         position = rq_job.get_position() if rq_job and status == JobStatus.QUEUED else None
-        return JobState("queued", position=position)
+        return JobOutcome(state=JobState.QUEUED, position=position)
     if status == JobStatus.STARTED:
-        return JobState("running")
+        return JobOutcome(state=JobState.RUNNING)
     if status in (JobStatus.STOPPED, JobStatus.CANCELED):
-        return JobState("cancelled")
+        return JobOutcome(state=JobState.CANCELLED)
     if status == JobStatus.FAILED:
         # The failure callback records the reason; this covers the moment before it lands.
-        return JobState("failed", error=record.error or "the job failed")
+        return JobOutcome(state=JobState.FAILED, error=record.error or "the job failed")
     # FINISHED without a terminal record, or RQ lost the job (its data expired or Redis
     # was flushed between the record and the queue).
-    return JobState("failed", error="the job ended without a result; post it again")
+    return JobOutcome(state=JobState.FAILED, error="the job ended without a result; post it again")
+
+
+def find_job(
+    job_id: str, connection: Redis, store: BlobStore
+) -> tuple[JobOutcome, JobRecord | None]:
+    """What is known of job `job_id`: its Redis record combined with RQ's view, else
+    (after the record expired or Redis was flushed) its result in the store. The one
+    place that answers it; NotFoundError when there is neither."""
+    record = JobRecords(connection).get(job_id)
+    if record is not None:
+        return job_state(record, connection), record
+    result = load_result(store, job_id)  # NotFoundError: "no job <id>"
+    return JobOutcome(state=result.state, result=result, error=result.error), None
 
 
 def cancel(job_id: str, connection: Redis) -> None:

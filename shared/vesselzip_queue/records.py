@@ -15,10 +15,9 @@ from typing import cast
 from redis import Redis
 from redis.typing import EncodableT, FieldT
 
-from vesselzip.jobs import ImageInfo, JobResult, JobSpec
+from vesselzip.jobs import ImageInfo, JobResult, JobSpec, JobState
 
 PREFIX = "vesselzip"
-TERMINAL_STATES = ("finished", "failed", "cancelled")
 # Upper bounds (seconds) of the stage-duration histogram buckets.
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 
@@ -44,7 +43,7 @@ def stage_stats_key(stage: str) -> str:
 class JobRecord:
     job_id: str
     spec: JobSpec
-    state: str
+    state: JobState
     queue: str
     stage: str | None = None
     progress: float = 0.0
@@ -75,7 +74,7 @@ class JobRecord:
             return cls(
                 job_id=job_id,
                 spec=spec,
-                state="cancelled" if get.get("cancel") == "1" else "failed",
+                state=JobState.CANCELLED if get.get("cancel") == "1" else JobState.FAILED,
                 queue=get.get("queue", ""),
                 cancel_requested=get.get("cancel") == "1",
                 error=reason,
@@ -90,7 +89,7 @@ class JobRecord:
         return cls(
             job_id=job_id,
             spec=JobSpec.model_validate_json(get["spec"]),
-            state=get.get("state", "queued"),
+            state=JobState(get.get("state") or JobState.QUEUED),
             queue=get.get("queue", ""),
             stage=get.get("stage") or None,
             progress=float(get.get("progress") or 0.0),
@@ -164,7 +163,7 @@ class JobRecords:
             record_key(spec.job_id),
             mapping={
                 "spec": spec.model_dump_json(),
-                "state": "queued",
+                "state": JobState.QUEUED.value,
                 "queue": queue,
                 "stage": "queue_wait",
                 "progress": 0.0,
@@ -198,7 +197,7 @@ class JobRecords:
             pipe.hset(
                 key,
                 mapping={
-                    "state": "running",
+                    "state": JobState.RUNNING.value,
                     "stage": "model_load",
                     "progress": 0.0,
                     "started_at": time.time(),
@@ -244,7 +243,11 @@ class JobRecords:
         self.add_note(job_id, note)
         self.redis.hset(
             record_key(job_id),
-            mapping={"state": "queued", "stage": "queue_wait", "queued_at": time.time()},
+            mapping={
+                "state": JobState.QUEUED.value,
+                "stage": "queue_wait",
+                "queued_at": time.time(),
+            },
         )
 
     def finish(self, result: JobResult) -> bool:
@@ -254,14 +257,14 @@ class JobRecords:
             result.job_id,
             result.state,
             {
-                "progress": 1.0 if result.state == "finished" else 0.0,
+                "progress": 1.0 if result.state == JobState.FINISHED else 0.0,
                 "finished_at": result.finished_at,
                 "result": result.model_dump_json(),
                 "error": result.error or "",
                 "notes": json.dumps(result.notes),
             },
         )
-        if ended and result.state == "finished":
+        if ended and result.state == JobState.FINISHED:
             for stage, seconds in result.stage_seconds.items():
                 if stage not in ("upload", "compress"):  # observed when created
                     self.observe_stage(stage, seconds)
@@ -271,17 +274,17 @@ class JobRecords:
         """Record a failure that has no JobResult (the job cannot be read) and start the
         record's TTL. Returns False (and writes nothing) when it was cancelled or deleted."""
         return self._end(
-            job_id, "failed", {"progress": 0.0, "finished_at": time.time(), "error": error}
+            job_id, JobState.FAILED, {"progress": 0.0, "finished_at": time.time(), "error": error}
         )
 
-    def _end(self, job_id: str, state: str, fields: dict[FieldT, EncodableT]) -> bool:
+    def _end(self, job_id: str, state: JobState, fields: dict[FieldT, EncodableT]) -> bool:
         if self.is_cancelled(job_id):
             return False
         key = record_key(job_id)
         with self.redis.pipeline() as pipe:
-            pipe.hset(key, mapping={"state": state, "stage": "", **fields})
+            pipe.hset(key, mapping={"state": state.value, "stage": "", **fields})
             pipe.expire(key, self.ttl_s)
-            pipe.hincrby(STATS_KEY, state, 1)
+            pipe.hincrby(STATS_KEY, state.value, 1)
             pipe.execute()
         return True
 
@@ -293,7 +296,7 @@ class JobRecords:
                 key,
                 mapping={
                     "cancel": "1",
-                    "state": "cancelled",
+                    "state": JobState.CANCELLED.value,
                     "stage": "",
                     "finished_at": time.time(),
                 },

@@ -80,11 +80,11 @@ def test_a_store_that_is_not_writable_answers_503_and_keeps_what_it_had(private_
     wait_for_job(stack.base_url, kept)
     before = stack.stored_files()
 
-    # Root ignores permissions: a file where the store expects its folders makes every
-    # write fail as a full or read-only disk would.
-    spool = stack.store_dir / "tmp"
-    spool.rename(stack.store_dir / "tmp-away")
-    spool.write_bytes(b"")
+    # Root ignores permissions: a file where the store's folder was makes every write
+    # fail as a full or read-only disk would.
+    away = stack.store_dir.with_name("store-away")
+    stack.store_dir.rename(away)
+    stack.store_dir.write_bytes(b"")
     try:
         for response in (
             post_job(stack.base_url, image, truth),
@@ -100,8 +100,8 @@ def test_a_store_that_is_not_writable_answers_503_and_keeps_what_it_had(private_
         ready = httpx.get(f"{stack.base_url}/v1/ready", timeout=10)
         assert ready.status_code == 503 and ready.json()["store"] is False
     finally:
-        spool.unlink()
-        (stack.store_dir / "tmp-away").rename(spool)
+        stack.store_dir.unlink()
+        away.rename(stack.store_dir)
     assert stack.stored_files() == before
     assert httpx.get(f"{stack.base_url}/v1/jobs/{kept}/mask", timeout=10).status_code == 200
     assert post_job(stack.base_url, image, truth).status_code == 202

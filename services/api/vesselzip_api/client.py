@@ -15,8 +15,7 @@ from typing import Any, Literal
 import httpx
 
 from vesselzip.errors import VesselzipError
-
-TERMINAL = ("finished", "failed", "cancelled")
+from vesselzip.jobs import JobState
 
 
 class ServiceError(VesselzipError):
@@ -103,7 +102,7 @@ class VesselzipClient:
             job = self.job(job_id)
             if on_update is not None:
                 on_update(job)
-            if job["state"] in TERMINAL:
+            if JobState(job["state"]).ended:
                 return job
             if time.monotonic() > deadline:
                 raise VesselzipError(f"job {job_id} still {job['state']} after {timeout_s} s")

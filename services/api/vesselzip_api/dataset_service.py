@@ -3,10 +3,8 @@ and list datasets, delete them. Routes only parse the request and call this."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 from datetime import datetime, timezone
-from pathlib import Path
 
 from redis import Redis
 
@@ -35,7 +33,6 @@ from vesselzip_api.sweep_schemas import (
 )
 from vesselzip_api.sweep_service import SweepService
 
-_COPY_CHUNK = 1024 * 1024
 # How long one dataset request may hold its idempotency key (and another may wait).
 _CREATE_LOCK_S = 600
 
@@ -120,32 +117,19 @@ class DatasetService:
     def _add(
         self, dataset_id: str, image: Upload, truth: Upload | None, *, name: str | None
     ) -> VolumeEntry:
-        temp_paths: list[Path] = []
-        try:
-            image_path = self._spool(image, temp_paths)
-            truth_path = self._spool(truth, temp_paths) if truth and truth.given else None
-            with self._slots:
-                return add_volume(
-                    self.store,
-                    dataset_id,
-                    image_path,
-                    truth_path,
-                    name=name,
-                    filename=image.filename,
-                    max_voxels=self.settings.max_voxels,
-                    max_volume_bytes=self.settings.max_volume_bytes,
-                )
-        finally:
-            for path in temp_paths:
-                path.unlink(missing_ok=True)
-
-    def _spool(self, upload: Upload, temp_paths: list[Path]) -> Path:
-        out, path = self.store.temp_file(".nii")
-        temp_paths.append(path)
-        with out:
-            upload.stream.seek(0)
-            shutil.copyfileobj(upload.stream, out, _COPY_CHUNK)
-        return path
+        # Validated where the web server spooled the upload; the image is then streamed
+        # into the store once (add_volume), the one copy a dataset keeps.
+        with self._slots:
+            return add_volume(
+                self.store,
+                dataset_id,
+                image.rewound(),
+                truth.rewound() if truth is not None and truth.given else None,
+                name=name,
+                filename=image.filename,
+                max_voxels=self.settings.max_voxels,
+                max_volume_bytes=self.settings.max_volume_bytes,
+            )
 
     # -- read -------------------------------------------------------------------
     def get(self, dataset_id: str, owner: str | None, base_url: str) -> DatasetInfo:

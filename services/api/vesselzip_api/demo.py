@@ -19,8 +19,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from vesselzip.errors import VesselzipError
+from vesselzip.jobs import JobState
 from vesselzip.settings import get_settings
-from vesselzip_api.client import TERMINAL, VesselzipClient
+from vesselzip_api.client import VesselzipClient
 from vesselzip_api.local_service import local_service
 
 
@@ -110,7 +111,7 @@ def follow(client: VesselzipClient, jobs: list[dict], console: Console, timeout_
                 elif state == "running":
                     state = f"running: {body.get('stage')}"
                 bars.update(tasks[job["id"]], completed=body["progress"], state=state)
-                if body["state"] in TERMINAL:
+                if JobState(body["state"]).ended:
                     results[job["id"]] = body
             if time.monotonic() > deadline:
                 raise VesselzipError(f"jobs still running after {timeout_s:.0f} s")

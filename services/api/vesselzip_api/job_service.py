@@ -3,7 +3,6 @@ job, hand out its files, delete it. Routes only parse the request and call this.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -15,12 +14,13 @@ from redis import Redis
 
 from vesselzip.errors import InvalidCodecConfigError, ModelNotAvailableError, NotFoundError
 from vesselzip.jobs import (
+    JobOutcome,
     JobResult,
     JobSpec,
+    JobState,
     blob_key,
     compress_upload,
     delete_job_data,
-    load_result,
     mask_key,
     new_job_id,
     prepare_truth,
@@ -34,12 +34,12 @@ from vesselzip_api.schemas import JobCreated, JobDeleted, JobLinks, JobStatus, S
 from vesselzip_queue import queues
 from vesselzip_queue.records import JobRecord, JobRecords
 
-_COPY_CHUNK = 1024 * 1024
-
 
 @dataclass
 class Upload:
-    """One uploaded file as the route received it (already spooled by the server)."""
+    """One uploaded file as the route received it: the web server has already spooled
+    it (in memory when small, else to a temp file), so it is read from there, never
+    copied again."""
 
     stream: BinaryIO
     filename: str | None
@@ -49,11 +49,17 @@ class Upload:
         # Browsers send an empty part without a filename for an unused file input.
         return bool(self.filename) or _has_data(self.stream)
 
+    def rewound(self) -> BinaryIO:
+        """The file, positioned at its start."""
+        self.stream.seek(0)
+        return self.stream
+
 
 def codec_config(codec: str, mode: str | None, value: str | None) -> dict[str, Any]:
     """The codec config for the form fields: either a spec (`zfp:rate=2`) in `codec`,
-    or `codec` + `mode` (+ `value`)."""
-    from vesselzip.codecs import parse_codec_spec
+    or `codec` + `mode` (+ `value`), the latter handed to the codec as its options
+    directly (no spec text in between)."""
+    from vesselzip.codecs import codec_config_from_options, parse_codec_spec
 
     codec = codec.strip()
     if ":" in codec:
@@ -65,8 +71,8 @@ def codec_config(codec: str, mode: str | None, value: str | None) -> dict[str, A
         return parse_codec_spec(codec)
     if value and not mode:
         raise InvalidCodecConfigError(f"a value ({value}) needs a mode (e.g. rate, tolerance)")
-    spec = codec if not mode else f"{codec}:{mode}" + (f"={value}" if value else "")
-    return parse_codec_spec(spec)
+    options = {mode.strip(): value.strip() if value else None} if mode else {}
+    return codec_config_from_options(codec, options)
 
 
 class JobService:
@@ -96,33 +102,29 @@ class JobService:
         model = self.check_model(model or self.settings.default_model)
         queue = queue or self.settings.default_queue
         job_id = new_job_id()
-        temp_paths: list[Path] = []
         stored: list[str] = []
         try:
-            image_path = self._spool(image, temp_paths)
-            truth_path = self._spool(truth, temp_paths) if truth and truth.given else None
             upload_s = time.time() - received_at
 
             t0 = time.perf_counter()
             with self._compress_slots:
+                # Read where the web server spooled the upload: no copy of it is made.
                 compressed = compress_upload(
-                    image_path,
+                    image.rewound(),
                     codec,
                     filename=_display_name(image.filename),
                     max_voxels=self.settings.max_voxels,
                     max_volume_bytes=self.settings.max_volume_bytes,
                 )
                 truth_bytes = None
-                if truth_path is not None:
+                if truth is not None and truth.given:
                     truth_bytes = prepare_truth(
-                        truth_path,
+                        truth.rewound(),
                         compressed.shape,
                         compressed.affine,
                         max_voxels=self.settings.max_voxels,
                         max_volume_bytes=self.settings.max_volume_bytes,
                     )
-            for path in temp_paths:
-                path.unlink(missing_ok=True)
 
             self.store.put_bytes(blob_key(job_id), compressed.blob)
             stored.append(blob_key(job_id))
@@ -148,9 +150,6 @@ class JobService:
             for key in stored:
                 self.store.delete(key)
             raise
-        finally:
-            for path in temp_paths:
-                path.unlink(missing_ok=True)
         return JobCreated(
             id=job_id,
             url=_job_url(base_url, job_id),
@@ -174,79 +173,60 @@ class JobService:
         over stored datasets, both end here)."""
         queues.enqueue(spec, queue=queue, connection=self.redis, settings=self.settings)
 
-    def _spool(self, upload: Upload, temp_paths: list[Path]) -> Path:
-        """Copy an upload into the store's temp directory in chunks (never whole in memory)."""
-        suffix = ".nii.gz" if (upload.filename or "").endswith(".gz") else ".nii"
-        out, path = self.store.temp_file(suffix)
-        temp_paths.append(path)
-        with out:
-            upload.stream.seek(0)
-            shutil.copyfileobj(upload.stream, out, _COPY_CHUNK)
-        return path
-
     # -- read -------------------------------------------------------------------
     def status(self, job_id: str, owner: str | None, base_url: str) -> JobStatus:
-        record = self.records.get(job_id)
-        if record is not None:
-            self._authorize(record.spec.owner, owner)
-            return self._view_of_record(record, base_url)
-        result = load_result(self.store, job_id)  # after a Redis flush or record expiry
-        self._authorize(result.owner, owner)
-        return self._view_of_result(result, base_url)
+        outcome, record = self._find(job_id, owner)
+        if record is None or outcome.result is not None:
+            return self._view_of_result(_result(outcome), base_url, record=record)
+        return self._view_of_record(record, outcome, base_url)
 
     def mask_path(self, job_id: str, owner: str | None) -> Path:
-        view = self.status(job_id, owner, base_url="/")
-        if view.state != "finished":
-            reason = f": {view.error}" if view.error else ""
-            raise JobNotReadyError(f"job {job_id} is {view.state}{reason}; it has no mask yet")
+        outcome, _ = self._find(job_id, owner)
+        if outcome.state != JobState.FINISHED:
+            reason = f": {outcome.error}" if outcome.error else ""
+            raise JobNotReadyError(f"job {job_id} is {outcome.state}{reason}; it has no mask yet")
         return self.store.local_path(mask_key(job_id))
 
     def blob_path(self, job_id: str, owner: str | None) -> Path:
-        record = self.records.get(job_id)
-        key: str | None
-        if record is not None:
-            self._authorize(record.spec.owner, owner)
-            key = record.spec.blob_key
-        else:
-            result = load_result(self.store, job_id)
-            self._authorize(result.owner, owner)
-            key = result.blob_key
-        if not key or not self.store.exists(key):
+        _, _, spec = self._find_with_spec(job_id, owner)
+        if not spec.blob_key or not self.store.exists(spec.blob_key):
             raise NotFoundError(f"job {job_id} has no stored blob")
-        return self.store.local_path(key)
+        return self.store.local_path(spec.blob_key)
 
     # -- delete -----------------------------------------------------------------
     def delete(self, job_id: str, owner: str | None) -> JobDeleted:
-        view = self.status(job_id, owner, base_url="/")
-        record = self.records.get(job_id)
-        if view.state == "cancelled":
+        outcome, _, spec = self._find_with_spec(job_id, owner)
+        if outcome.state == JobState.CANCELLED:
             raise NotFoundError(f"job {job_id} was already cancelled")
-        running = view.state in ("queued", "running")
-        keys: list[str] = []
-        if record is not None:
-            keys = list(record.spec.owned_keys)
-        else:
-            keys = list(load_result(self.store, job_id).owned_keys)
+        running = not outcome.ended
         if running:
             self.records.cancel(job_id)  # the worker sees this at its next progress report
             queues.cancel(job_id, self.redis)
         else:
             self.records.delete(job_id)
-        delete_job_data(self.store, keys, job_id)
-        return JobDeleted(id=job_id, previous_state=view.state, cancelled=running)
+        delete_job_data(self.store, list(spec.owned_keys), job_id)
+        return JobDeleted(id=job_id, previous_state=outcome.state, cancelled=running)
 
     # -- helpers ----------------------------------------------------------------
-    def _authorize(self, job_owner: str | None, caller: str | None) -> None:
-        check_access(self.settings, job_owner, caller, "this job")
+    def _find(self, job_id: str, caller: str | None) -> tuple[JobOutcome, JobRecord | None]:
+        """The job wherever it is (queues.find_job), if `caller` may see it."""
+        outcome, record = queues.find_job(job_id, self.redis, self.store)
+        owned_by = record.spec.owner if record is not None else _result(outcome).owner
+        check_access(self.settings, owned_by, caller, "this job")
+        return outcome, record
 
-    def _view_of_record(self, record: JobRecord, base_url: str) -> JobStatus:
+    def _find_with_spec(
+        self, job_id: str, caller: str | None
+    ) -> tuple[JobOutcome, JobRecord | None, JobSpec | JobResult]:
+        """As _find, plus what names the job's stored keys: its spec, else its result."""
+        outcome, record = self._find(job_id, caller)
+        return outcome, record, record.spec if record is not None else _result(outcome)
+
+    def _view_of_record(self, record: JobRecord, state: JobOutcome, base_url: str) -> JobStatus:
         spec = record.spec
-        state = queues.job_state(record, self.redis)
-        if record.result is not None:
-            return self._view_of_result(record.result, base_url, record=record)
         seconds = dict(spec.stage_seconds)
         now = time.time()
-        if state.state == "queued" and record.queued_at:
+        if state.state == JobState.QUEUED and record.queued_at:
             seconds["queue_wait"] = now - record.queued_at
         elif record.started_at and record.queued_at:
             seconds["queue_wait"] = max(0.0, record.started_at - record.queued_at)
@@ -256,8 +236,8 @@ class JobService:
             state=state.state,
             queue=record.queue,
             position=state.position,
-            progress=record.progress if state.state == "running" else 0.0,
-            stage=record.stage if state.state in ("queued", "running") else None,
+            progress=record.progress if state.state == JobState.RUNNING else 0.0,
+            stage=record.stage if not state.ended else None,
             attempts=record.attempts,
             max_attempts=record.max_attempts,
             model=spec.model,
@@ -282,7 +262,7 @@ class JobService:
             url=_job_url(base_url, result.job_id),
             state=result.state,
             queue=record.queue if record else None,
-            progress=1.0 if result.state == "finished" else 0.0,
+            progress=1.0 if result.state == JobState.FINISHED else 0.0,
             attempts=result.attempts,
             max_attempts=record.max_attempts if record else result.attempts,
             model=result.model,
@@ -299,6 +279,12 @@ class JobService:
             notes=result.notes,
             links=_links(base_url, result.job_id),
         )
+
+
+def _result(outcome: JobOutcome) -> JobResult:
+    if outcome.result is None:  # find_job gives a result whenever there is no record
+        raise NotFoundError("the job has neither a record nor a result")
+    return outcome.result
 
 
 def _has_data(stream: BinaryIO) -> bool:

@@ -14,6 +14,7 @@ from prometheus_client.core import (
 )
 from redis import Redis
 
+from vesselzip.jobs import JobState
 from vesselzip.settings import Settings
 from vesselzip.store import BlobStore
 from vesselzip_api.schemas import Readiness
@@ -81,8 +82,8 @@ class JobsCollector:
         yield up
 
         jobs = GaugeMetricFamily("vesselzip_jobs", "Jobs waiting or running now.", labels=["state"])
-        jobs.add_metric(["queued"], sum(depths.values()))
-        jobs.add_metric(["running"], sum(running.values()))
+        jobs.add_metric([JobState.QUEUED.value], sum(depths.values()))
+        jobs.add_metric([JobState.RUNNING.value], sum(running.values()))
         yield jobs
 
         created = CounterMetricFamily("vesselzip_jobs_created", "Jobs accepted.")
@@ -92,7 +93,7 @@ class JobsCollector:
         ended = CounterMetricFamily(
             "vesselzip_jobs_ended", "Jobs that ended, by final state.", labels=["state"]
         )
-        for state in ("finished", "failed", "cancelled"):
+        for state in (JobState.FINISHED.value, JobState.FAILED.value, JobState.CANCELLED.value):
             ended.add_metric([state], counts.get(state, 0))
         yield ended
 

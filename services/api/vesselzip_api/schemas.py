@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-JobStateName = Literal["queued", "running", "finished", "failed", "cancelled"]
+from vesselzip.jobs import JobState
 
 
 class FieldIssue(BaseModel):
@@ -34,7 +34,7 @@ class JobLinks(BaseModel):
 class JobCreated(BaseModel):
     id: str
     url: str = Field(description="Where to follow the job (GET).")
-    state: JobStateName
+    state: JobState
     queue: str
     links: JobLinks
 
@@ -105,7 +105,7 @@ class SegmentationMetrics(BaseModel):
 class JobStatus(BaseModel):
     id: str
     url: str
-    state: JobStateName
+    state: JobState
     queue: str | None = None
     position: int | None = Field(
         None, description="Jobs ahead of this one in its queue (0 = next), while queued."
@@ -135,7 +135,7 @@ class JobStatus(BaseModel):
 
 class JobDeleted(BaseModel):
     id: str
-    previous_state: JobStateName
+    previous_state: JobState
     cancelled: bool = Field(description="True when the job had not finished yet.")
 
 

@@ -17,13 +17,12 @@ from redis import Redis
 
 from vesselzip.datasets import VolumeEntry, load_dataset
 from vesselzip.errors import NotFoundError, VesselzipError
-from vesselzip.jobs import ImageInfo, JobSpec, blob_key, load_result
+from vesselzip.jobs import LOST, ImageInfo, JobOutcome, JobSpec, JobState, blob_key
 from vesselzip.settings import Settings
 from vesselzip.store import BlobStore
 from vesselzip.sweeps import (
     FIGURES,
     SETTING_COLUMNS,
-    CellOutcome,
     SweepCell,
     SweepConflictError,
     SweepResults,
@@ -56,10 +55,9 @@ from vesselzip_api.sweep_schemas import (
     SweepTables,
 )
 from vesselzip_queue import queues
-from vesselzip_queue.records import TERMINAL_STATES
 
 # Cells rerun when a sweep is POSTed again.
-_RERUN = ("failed", "cancelled", "lost")
+_RERUN = (JobState.FAILED, JobState.CANCELLED, LOST)
 
 
 class SweepService:
@@ -176,19 +174,12 @@ class SweepService:
         self.jobs.submit(job_spec, spec.queue)
 
     # -- read -------------------------------------------------------------------
-    def _outcome(self, job_id: str) -> CellOutcome:
-        record = self.jobs.records.get(job_id)
-        if record is not None:
-            if record.result is not None:
-                result = record.result
-                return CellOutcome(state=result.state, result=result, error=result.error)
-            state = queues.job_state(record, self.redis)
-            return CellOutcome(state=state.state, error=state.error)
-        try:  # the record expired or Redis was flushed: the store has the result
-            result = load_result(self.store, job_id)
-        except NotFoundError:
-            return CellOutcome(state="lost", error="the job is gone (Redis was reset?)")
-        return CellOutcome(state=result.state, result=result, error=result.error)
+    def _outcome(self, job_id: str) -> JobOutcome:
+        try:
+            outcome, _ = queues.find_job(job_id, self.redis, self.store)
+        except NotFoundError:  # neither a record nor a result
+            return JobOutcome(state=LOST, error="the job is gone (Redis was reset?)")
+        return outcome
 
     def _load(self, sweep_id: str, owner: str | None) -> SweepSpec:
         spec = load_sweep(self.store, sweep_id)
@@ -277,7 +268,7 @@ class SweepService:
         }
         for job_id in sorted(job_ids):
             record = self.jobs.records.get(job_id)
-            if record is None or record.state in TERMINAL_STATES:
+            if record is None or record.state.ended:
                 continue
             try:
                 self.jobs.delete(job_id, owner)

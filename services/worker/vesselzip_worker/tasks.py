@@ -18,7 +18,7 @@ from vesselzip.errors import StoreUnavailableError, VesselzipError
 from vesselzip.jobs import JobResult, JobSpec, delete_job_data, run_job, save_result
 from vesselzip.settings import get_settings
 from vesselzip.store import open_store
-from vesselzip_queue.records import TERMINAL_STATES, JobRecords, unreadable_reason
+from vesselzip_queue.records import JobRecords, unreadable_reason
 
 log = logging.getLogger("vesselzip.worker")
 
@@ -156,7 +156,7 @@ def _record_failure(job, connection, exc_type, exc_value) -> None:
         job.retries_left = 0  # RQ decides whether to retry after this, on this object
         fail_unreadable_job(records, job.id, unreadable)
         return
-    if record.state in TERMINAL_STATES:
+    if record.state.ended:
         return
     stage = record.stage or "queue_wait"
     attempt = f"attempt {max(record.attempts, 1)}/{record.max_attempts}"

@@ -9,6 +9,7 @@ import pkgutil
 
 from vesselzip.codecs.base import (
     Codec,
+    codec_config_from_options,
     codec_ids,
     get_codec,
     parse_codec_spec,
@@ -19,4 +20,11 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["Codec", "codec_ids", "get_codec", "parse_codec_spec", "register_codec"]
+__all__ = [
+    "Codec",
+    "codec_config_from_options",
+    "codec_ids",
+    "get_codec",
+    "parse_codec_spec",
+    "register_codec",
+]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -106,18 +107,34 @@ def get_codec(config: dict[str, Any]) -> Codec:
 def parse_codec_spec(spec: str) -> dict[str, Any]:
     """The canonical config for a spec such as "zfp:rate=2" or "none" (validated)."""
     codec_id, _, rest = spec.strip().partition(":")
-    cls = _registry.get(codec_id)
-    if cls is None:
-        raise InvalidCodecConfigError(
-            f"unknown codec {codec_id!r} in {spec!r}; available: {', '.join(codec_ids())}"
-        )
+    cls = _codec_class(codec_id, f" in {spec!r}")
     options: dict[str, str | None] = {}
     for option in _OPTION_SEPARATOR.split(rest) if rest else []:
         key, eq, value = option.partition("=")
         if not key or (eq and not value):
             raise InvalidCodecConfigError(f"bad option {option!r} in codec spec {spec!r}")
         options[key.strip()] = value.strip() if eq else None
-    config = {"id": codec_id, **cls.config_from_options(options)}
+    return _canonical_config(cls, options)
+
+
+def codec_config_from_options(codec_id: str, options: Mapping[str, str | None]) -> dict[str, Any]:
+    """The canonical config (validated) for a codec id and its options as text, each
+    `key: value` or `key: None` for a bare key; what `parse_codec_spec` does once it has
+    split a spec, for callers that have the parts already (separate form fields)."""
+    return _canonical_config(_codec_class(codec_id), dict(options))
+
+
+def _codec_class(codec_id: str, where: str = "") -> type[Codec]:
+    cls = _registry.get(codec_id)
+    if cls is None:
+        raise InvalidCodecConfigError(
+            f"unknown codec {codec_id!r}{where}; available: {', '.join(codec_ids())}"
+        )
+    return cls
+
+
+def _canonical_config(cls: type[Codec], options: dict[str, str | None]) -> dict[str, Any]:
+    config = {"id": cls.codec_id, **cls.config_from_options(options)}
     return get_codec(config).get_config()
 
 

@@ -31,7 +31,7 @@ from vesselzip.sweeps.grid import (
     setting_group,
     setting_spec,
 )
-from vesselzip.sweeps.progress import TERMINAL, CellOutcome, SweepProgress, progress_of
+from vesselzip.sweeps.progress import CELL_STATES, SweepProgress, progress_of
 from vesselzip.sweeps.report import (
     FIGURES,
     SweepNotReadyError,
@@ -59,9 +59,8 @@ __all__ = [
     "FIGURES",
     "PAPER_GRID",
     "SETTING_COLUMNS",
-    "TERMINAL",
+    "CELL_STATES",
     "CaseRow",
-    "CellOutcome",
     "Group",
     "PairedStatistics",
     "SettingRow",

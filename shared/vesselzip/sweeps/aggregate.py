@@ -12,8 +12,9 @@ from typing import TypedDict
 import numpy as np
 from pydantic import BaseModel
 
+from vesselzip.jobs import LOST, JobOutcome, JobState
 from vesselzip.sweeps.grid import setting_group, setting_spec
-from vesselzip.sweeps.progress import CellOutcome, SweepProgress, progress_of
+from vesselzip.sweeps.progress import SweepProgress, progress_of
 from vesselzip.sweeps.rows import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
@@ -23,7 +24,7 @@ from vesselzip.sweeps.rows import (
 )
 from vesselzip.sweeps.stored import SweepSpec
 
-_UNSUCCESSFUL = ("failed", "cancelled", "lost")
+_UNSUCCESSFUL = (JobState.FAILED, JobState.CANCELLED, LOST)
 
 
 class SweepResults(BaseModel):
@@ -40,7 +41,7 @@ class SweepResults(BaseModel):
 
 
 def sweep_summary(
-    spec: SweepSpec, outcomes: dict[str, CellOutcome], now: float | None = None
+    spec: SweepSpec, outcomes: dict[str, JobOutcome], now: float | None = None
 ) -> SweepResults:
     cases = case_rows(spec, outcomes)
     return SweepResults(
@@ -54,7 +55,7 @@ def sweep_summary(
     )
 
 
-def case_rows(spec: SweepSpec, outcomes: dict[str, CellOutcome]) -> list[CaseRow]:
+def case_rows(spec: SweepSpec, outcomes: dict[str, JobOutcome]) -> list[CaseRow]:
     """One row per (volume, setting) of the sweep, in dataset and grid order; the
     metrics are None until the job has finished. `delta_dice` is the setting's Dice
     minus the baseline's Dice on the same volume."""
@@ -62,7 +63,7 @@ def case_rows(spec: SweepSpec, outcomes: dict[str, CellOutcome]) -> list[CaseRow
     for cell in spec.cells:
         config = spec.grid[cell.setting]
         outcome = outcomes[cell.job_id]
-        result = outcome.result if outcome.state == "finished" else None
+        result = outcome.result if outcome.state == JobState.FINISHED else None
         compression = result.compression if result else {}
         segmentation = (result.segmentation or {}) if result else {}
         rows.append(

@@ -8,20 +8,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from vesselzip.jobs import JobResult
+from vesselzip.jobs import LOST, JobOutcome, JobState
 from vesselzip.sweeps.stored import SweepSpec
 
-
-class CellOutcome(BaseModel):
-    """Where one cell's job stands: queued | running | finished | failed | cancelled
-    | lost (no record and no result: Redis lost it before it ran)."""
-
-    state: str
-    result: JobResult | None = None
-    error: str | None = None
-
-
-TERMINAL = ("finished", "failed", "cancelled", "lost")
+#: Every state a cell's job can be in: the job states, and lost (no record, no result).
+CELL_STATES = (*(state.value for state in JobState), LOST)
 
 
 class SweepProgress(BaseModel):
@@ -40,21 +31,20 @@ class SweepProgress(BaseModel):
 
 
 def progress_of(
-    spec: SweepSpec, outcomes: dict[str, CellOutcome], now: float | None = None
+    spec: SweepSpec, outcomes: dict[str, JobOutcome], now: float | None = None
 ) -> SweepProgress:
     """Counts per state, done/total and an ETA paced by the jobs that finished since
     the sweep was (re)submitted (None until one has)."""
     now = time.time() if now is None else now
-    counts = {state: 0 for state in ("queued", "running", "finished", "failed", "cancelled")}
-    counts["lost"] = 0
-    paced = 0
+    counts = dict.fromkeys(CELL_STATES, 0)
+    paced = done = 0
     for cell in spec.cells:
         outcome = outcomes[cell.job_id]
-        counts[outcome.state] = counts.get(outcome.state, 0) + 1
+        counts[_name(outcome.state)] += 1
+        done += outcome.ended
         if outcome.result is not None and outcome.result.finished_at >= spec.submitted_at:
             paced += 1
     total = len(spec.cells)
-    done = sum(counts[s] for s in TERMINAL)
     elapsed = max(0.0, now - spec.submitted_at)
     eta = None
     if done == total:
@@ -77,3 +67,7 @@ def progress_of(
         elapsed_s=elapsed,
         eta_s=eta,
     )
+
+
+def _name(state: JobState | str) -> str:
+    return state.value if isinstance(state, JobState) else state

@@ -8,10 +8,11 @@ tables of docs/sweeps.md are all taken from here; tests/test_sweeps.py checks th
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from vesselzip.jobs import JobState
 from vesselzip.sweeps.grid import Group
 
 MB = 1e6  # tables use decimal megabytes
@@ -167,7 +168,7 @@ class CaseRow(BaseModel):
     volume: str = Field(title="Volume", description="The volume's id in the dataset.")
     setting: SettingText
     group: GroupName
-    state: str = Field(
+    state: JobState | Literal["lost"] = Field(
         title="State",
         description="The job's state: queued, running, finished, failed, cancelled or lost "
         "(no record and no result: Redis lost it before it ran).",
