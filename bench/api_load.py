@@ -15,6 +15,16 @@ per concurrency level and reports
   raw volume.
 
     python bench/api_load.py --clients 1,4 --uploads 6 --shape 128,128,96 --codec zfp:rate=4
+    python bench/api_load.py --clients 1 --uploads 4 --shape 128,128,96 512,512,160 \
+        --codec zfp:tolerance=500
+
+With several shapes a last table splits each POST into reading the NIfTI, the codec's
+encode + decode, measuring and the rest, as multiples of encode + decode, next to the
+peak memory per upload as a multiple of the raw volume. The gateway overlaps the
+metrics with the codec, so the encode and decode seconds it records are its per-slab
+calls summed while metric threads compete for the cores; the last column therefore
+also sets the POST against encode + decode run alone (`encode_volume`, then
+`decode_volume`, in this process, medians of 5).
 
 To compare with an earlier commit, run it from a worktree of that commit with
 PYTHONPATH=shared:services/api:services/worker (absolute paths) pointing into it; the
@@ -91,21 +101,28 @@ def serve_pid(url: str) -> int:
 def library_seconds(image: Path, codec_spec: str, repeats: int) -> dict[str, float]:
     """The codec work one upload costs, done in this process without HTTP."""
     from vesselzip.codecs import get_codec, parse_codec_spec
-    from vesselzip.container import encode_volume
+    from vesselzip.container import decode_volume, encode_volume
     from vesselzip.jobs import compress_upload
     from vesselzip.volumes import read_volume
 
     config = parse_codec_spec(codec_spec)
-    full, encode = [], []
+    full, encode, decode = [], [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
         compress_upload(image, config)
         full.append(time.perf_counter() - t0)
         volume = read_volume(image)
         t0 = time.perf_counter()
-        encode_volume(volume, get_codec(config))
-        encode.append(time.perf_counter() - t0)
-    return {"compress_upload_s": statistics.median(full), "encode_s": statistics.median(encode)}
+        blob = encode_volume(volume, get_codec(config))
+        t1 = time.perf_counter()
+        decode_volume(blob, order="F")
+        encode.append(t1 - t0)
+        decode.append(time.perf_counter() - t1)
+    return {
+        "compress_upload_s": statistics.median(full),
+        "encode_s": statistics.median(encode),
+        "decode_s": statistics.median(decode),
+    }
 
 
 def post_many(url: str, image: Path, codec: str, clients: int, uploads: int) -> dict:
@@ -135,9 +152,11 @@ def post_many(url: str, image: Path, codec: str, clients: int, uploads: int) -> 
 
 def gateway_stages(url: str, posted: list[tuple[float, str]]) -> dict[str, float]:
     """Medians of what the gateway recorded for each upload: its upload and compress
-    stages, and the share of each POST's latency that was not codec work (reading the
-    NIfTI, encoding, decoding, measuring), taken within the same request."""
-    values: dict[str, list[float]] = {"upload": [], "compress": [], "share": [], "enc": []}
+    stages, the codec timings (read, encode, decode, measure), the POST latency, and
+    the share of each POST's latency that was not codec work (reading the NIfTI,
+    encoding, decoding, measuring), taken within the same request."""
+    names = ("upload", "compress", "share", "enc", "latency", "read", "encode", "decode")
+    values: dict[str, list[float]] = {name: [] for name in (*names, "measure", "beyond")}
     with VesselzipClient(url, timeout_s=60) as client:
         for latency, job_id in posted:
             job = client.job(job_id)
@@ -147,6 +166,15 @@ def gateway_stages(url: str, posted: list[tuple[float, str]]) -> dict[str, float
             values["compress"].append(seconds["compress"])
             values["share"].append(1 - codec_s / latency)
             values["enc"].append(1 - comp["compress_s"] / latency)
+            values["latency"].append(latency)
+            values["read"].append(comp["read_s"])
+            values["encode"].append(comp["compress_s"])
+            values["decode"].append(comp["decompress_s"])
+            values["measure"].append(comp["measure_s"])
+            # Everything but reading the NIfTI and the codec's own encode + decode.
+            values["beyond"].append(
+                latency - comp["read_s"] - comp["compress_s"] - comp["decompress_s"]
+            )
             client.delete(job_id)
     medians = {name: statistics.median(v) for name, v in values.items()}
     return {
@@ -154,6 +182,12 @@ def gateway_stages(url: str, posted: list[tuple[float, str]]) -> dict[str, float
         "compress": medians["compress"],
         "share_beyond_codec": medians["share"],
         "share_beyond_encode": medians["enc"],
+        "latency": medians["latency"],
+        "read": medians["read"],
+        "encode": medians["encode"],
+        "decode": medians["decode"],
+        "measure": medians["measure"],
+        "beyond_codec": medians["beyond"],
     }
 
 
@@ -161,17 +195,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="1,4", help="concurrency levels, e.g. 1,4,8")
     parser.add_argument("--uploads", type=int, default=6, help="uploads per client")
-    parser.add_argument("--shape", default="128,128,96", help="phantom shape")
+    parser.add_argument(
+        "--shape", nargs="+", default=["128,128,96"], help="phantom shape(s), e.g. 512,512,160"
+    )
     parser.add_argument("--codec", default="zfp:rate=4", help="codec spec")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    levels = [int(n) for n in args.clients.split(",")]
+    reports = [one_shape(tuple(int(n) for n in s.split(",")), args, levels) for s in args.shape]
+    for report in reports:
+        print_report(report)
+    if len(reports) > 1:
+        print_split(reports)
+    if args.json:
+        args.json.write_text(json.dumps(reports, indent=2) + "\n")
+    return 0
 
+
+def one_shape(shape: tuple[int, ...], args: argparse.Namespace, levels: list[int]) -> dict:
     from vesselzip.phantoms import write_phantom_dataset
     from vesselzip.volumes import read_volume
     from vesselzip_api.local_service import local_service
 
-    shape = tuple(int(n) for n in args.shape.split(","))
-    levels = [int(n) for n in args.clients.split(",")]
     report: dict = {"shape": shape, "codec": args.codec, "levels": []}
     with tempfile.TemporaryDirectory(prefix="vesselzip-bench-") as tmp:
         dataset = json.loads(write_phantom_dataset(tmp, 1, seed=1, shape=shape).read_text())
@@ -200,11 +245,40 @@ def main(argv: list[str] | None = None) -> int:
                     gateway_stages=gateway_stages(url, level.pop("posted")),
                 )
                 report["levels"].append(level)
+    return report
 
-    print_report(report)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    return 0
+
+def print_split(reports: list[dict]) -> None:
+    """Each shape's POST (median, one row per concurrency level) split into reading the
+    NIfTI, the codec's own encode + decode, measuring, and everything else, each as a
+    multiple of encode + decode; and the peak memory per upload as a multiple of raw."""
+    print(
+        "\nPOST split, as multiples of the codec's own encode + decode time (medians):\n"
+        f"{'shape':>12} {'clients':>7} {'POST ms':>8} {'enc+dec ms':>10} {'read':>6} "
+        f"{'measure':>7} {'other':>6} {'beyond read+codec':>17} {'peak x raw':>10} "
+        f"{'alone ms':>8} {'beyond read+alone':>17}"
+    )
+    for report in reports:
+        for lv in report["levels"]:
+            st = lv["gateway_stages"]
+            codec_s = st["encode"] + st["decode"]
+            other = st["beyond_codec"] - st["measure"]
+            alone_s = report["library"]["encode_s"] + report["library"]["decode_s"]
+            beyond_alone = (st["latency"] - st["read"] - alone_s) / alone_s
+            print(
+                f"{'x'.join(map(str, report['shape'])):>12} {lv['clients']:>7} "
+                f"{st['latency'] * 1e3:>8.0f} {codec_s * 1e3:>10.0f} {st['read'] / codec_s:>6.2f} "
+                f"{st['measure'] / codec_s:>7.2f} {other / codec_s:>6.2f} "
+                f"{st['beyond_codec'] / codec_s:>17.2f} "
+                f"{lv['peak_above_idle_per_upload'] / report['raw_nbytes']:>10.2f} "
+                f"{alone_s * 1e3:>8.0f} {beyond_alone:>17.2f}"
+            )
+    print(
+        "('beyond read+codec' = (POST - read - encode - decode) / (encode + decode), target "
+        "<= 1; 'other' is HTTP, spooling, storing and queueing; peak is the gateway's "
+        "RSS above idle per concurrent upload, target <= 3; 'alone' is encode + decode "
+        "run alone in this process, and 'beyond read+alone' = (POST - read - alone) / alone)"
+    )
 
 
 def print_report(report: dict) -> None:

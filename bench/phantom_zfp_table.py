@@ -1,12 +1,15 @@
 """How phantoms compress under ZFP, next to the paper and a real TOF-MRA crop.
 
-Generates crop-like and whole-head phantoms, compresses each with the product's
-zfp codec (zfpy backend; int16 is compressed as float32, decoded back to int16),
-and prints a Markdown table of mean compression ratio (against the int16 bytes)
-and PSNR (peak = original max - min). Also prints generation time per volume.
+Generates crop and small-head phantoms (at --shape/--spacing) and anatomical
+whole-head phantoms (at a clinical --whole-head-shape, spacing drawn per seed),
+compresses each with the product's zfp codec (zfpy backend; int16 is compressed
+as float32, decoded back to int16), and prints a Markdown table of mean
+compression ratio (against the int16 bytes) and PSNR (peak = original max - min).
+Also prints generation time per volume.
 
     python bench/phantom_zfp_table.py [--n 6] [--seed 100] [--shape 128 128 96]
-        [--spacing 0.35 0.35 0.5] [--per-volume]
+        [--spacing 0.35 0.35 0.5] [--whole-head-n 4]
+        [--whole-head-shape 512 512 160] [--per-volume]
 """
 
 from __future__ import annotations
@@ -73,19 +76,27 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=100, help="first seed")
     parser.add_argument("--shape", type=int, nargs=3, default=[128, 128, 96])
     parser.add_argument("--spacing", type=float, nargs=3, default=list(DEFAULT_SPACING))
+    parser.add_argument("--whole-head-n", type=int, default=4, help="whole-head phantoms")
+    parser.add_argument("--whole-head-shape", type=int, nargs=3, default=[512, 512, 160])
     parser.add_argument("--per-volume", action="store_true", help="also print every volume")
     args = parser.parse_args()
 
-    means, ranges, timings, looks = {}, {}, [], {}
-    for field_of_view in ("crop", "head"):
+    kinds = {
+        "crop": (args.n, tuple(args.shape), tuple(args.spacing)),
+        "head": (args.n, tuple(args.shape), tuple(args.spacing)),
+        "whole-head": (args.whole_head_n, tuple(args.whole_head_shape), None),
+    }
+    means, ranges, timings, looks = {}, {}, {}, {}
+    for field_of_view, (n, shape, spacing) in kinds.items():
+        if n < 1:
+            continue
         rows, medians, p99s, maxima = [], [], [], []
-        for i in range(args.n):
+        timings[field_of_view] = []
+        for i in range(n):
             seed = args.seed + i
             started = time.perf_counter()
-            phantom = make_phantom(
-                seed, tuple(args.shape), tuple(args.spacing), field_of_view=field_of_view
-            )
-            timings.append(time.perf_counter() - started)
+            phantom = make_phantom(seed, shape, spacing, field_of_view=field_of_view)
+            timings[field_of_view].append(time.perf_counter() - started)
             row = measure(phantom.image)
             rows.append(row)
             medians.append(float(np.median(phantom.image)))
@@ -114,36 +125,43 @@ def main() -> None:
 
     shape = "×".join(map(str, args.shape))
     spacing = "×".join(f"{s:g}" for s in args.spacing)
+    whole = "×".join(map(str, args.whole_head_shape))
     print(
-        f"\nZFP on phantoms ({shape} voxels of {spacing} mm, seeds {args.seed}-"
-        f"{args.seed + args.n - 1} per field of view); cells are CR / PSNR dB\n"
+        f"\nZFP on phantoms (crop and head: {shape} voxels of {spacing} mm; whole head: "
+        f"{whole}, clinical spacing drawn per seed; seeds from {args.seed}); cells are "
+        "CR / PSNR dB\n"
     )
+    names = list(means)
+    counts = {name: kinds[name][0] for name in names}
     print(
         "| ZFP setting | paper, RSNA MRA (whole head) | real TOF crop | "
-        f"phantom crop (n={args.n}) | phantom head (n={args.n}) |"
+        + " | ".join(f"phantom {name} (n={counts[name]})" for name in names)
+        + " |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|" + "---|" * len(names))
     for setting in SETTINGS:
         mode, value = setting
+        cells = " | ".join(fmt(means[name][setting]) for name in names)
         print(
             f"| {mode} {value} | {fmt(PAPER.get(setting))} | {fmt(REAL_CROP.get(setting))} | "
-            f"{fmt(means['crop'][setting])} | {fmt(means['head'][setting])} |"
+            f"{cells} |"
         )
     print("\nSpread over the phantoms (min–max):\n")
-    print("| ZFP setting | crop CR | crop PSNR | head CR | head PSNR |")
-    print("|---|---|---|---|---|")
+    print("| ZFP setting | " + " | ".join(f"{n} CR | {n} PSNR" for n in names) + " |")
+    print("|---|" + "---|---|" * len(names))
     for setting in SETTINGS:
-        crop, head = ranges["crop"][setting], ranges["head"][setting]
-        print(f"| {setting[0]} {setting[1]} | {crop[0]} | {crop[1]} | {head[0]} | {head[1]} |")
+        cells = " | ".join(f"{ranges[n][setting][0]} | {ranges[n][setting][1]}" for n in names)
+        print(f"| {setting[0]} {setting[1]} | {cells} |")
     for field_of_view, (median, p99, maximum) in looks.items():
         print(
             f"\n{field_of_view}: median of per-volume median {median:.0f}, "
             f"99th percentile {p99:.0f}, max {maximum:.0f}"
         )
-    print(
-        f"\ngeneration: mean {statistics.mean(timings):.2f} s, "
-        f"max {max(timings):.2f} s per {shape} volume"
-    )
+    for field_of_view, seconds in timings.items():
+        print(
+            f"\ngeneration ({field_of_view}): mean {statistics.mean(seconds):.2f} s, "
+            f"max {max(seconds):.2f} s per {'×'.join(map(str, kinds[field_of_view][1]))} volume"
+        )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The .vz blob format (vesselzip.container): round trips, info, and every kind of damage."""
 
+import hashlib
 import json
 import struct
 import zlib
@@ -8,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from vesselzip import container
 from vesselzip.codecs import get_codec
 from vesselzip.container import (
     MAGIC,
@@ -80,8 +82,10 @@ def test_round_trip_keeps_grid_header_and_dtype(volume, config):
 def test_layout_matches_the_documented_format(volume):
     blob = encode_volume(volume, get_codec({"id": "zfp", "mode": "rate", "value": 4}))
     magic, version, meta_nbytes, meta_crc = PREFIX.unpack_from(blob)
-    assert (magic, version) == (b"VZIP", 1)
+    assert (magic, version) == (b"VZIP", 2)
     meta, nifti_start = split(blob)
+    # 13 planes of 14 x 10 voxels make a single slab.
+    assert meta["slab_planes"] == 13 and meta["slab_nbytes"] == [meta["payload_nbytes"]]
     assert zlib.crc32(blob[PREFIX.size : nifti_start]) == meta_crc
     assert meta["codec"] == {"id": "zfp", "mode": "rate", "value": 4}
     assert meta["shape"] == [13, 14, 10] and meta["dtype"] == "int16"
@@ -158,7 +162,7 @@ def test_wrong_magic_and_unknown_version_are_named(volume):
     with pytest.raises(CorruptBlobError, match="not a vesselzip blob"):
         decode_volume(b"PK\x03\x04" + blob[4:])
     future = blob[:4] + struct.pack("<H", VERSION + 1) + blob[6:]
-    with pytest.raises(CorruptBlobError, match="unsupported blob version 2"):
+    with pytest.raises(CorruptBlobError, match="unsupported blob version 3"):
         read_blob_info(future)
 
 
@@ -173,6 +177,11 @@ def test_wrong_magic_and_unknown_version_are_named(volume):
         lambda meta: meta.update(raw_nbytes=5),
         lambda meta: meta.update(payload_nbytes="many"),
         lambda meta: meta.update(codec="zfp"),
+        lambda meta: meta.pop("slab_planes"),
+        lambda meta: meta.update(slab_planes=0),
+        lambda meta: meta.update(slab_planes=4),  # 13 planes need 4 slabs, not 1
+        lambda meta: meta.update(slab_nbytes=[1, meta["payload_nbytes"] - 1]),
+        lambda meta: meta.update(slab_nbytes=[meta["payload_nbytes"] + 1]),
     ],
 )
 def test_inconsistent_json_headers_are_caught(volume, change):
@@ -218,3 +227,81 @@ def test_paper_fixed_rate_ratio_on_a_whole_blob(rng):
     assert info.payload_nbytes == data.nbytes // 8 + 16
     assert info.blob_nbytes - info.payload_nbytes < 1000
     assert info.compression_ratio == pytest.approx(7.99, abs=0.01)
+
+
+def version_1_blob(volume: Volume, codec) -> bytes:
+    """A blob as version 1 wrote it: one payload for the whole volume, no slab keys."""
+    payload = codec.encode(volume.data)
+    header = volume.header.binaryblock
+    meta = {
+        "codec": codec.get_config(),
+        "shape": list(volume.shape),
+        "dtype": volume.dtype.name,
+        "affine": np.asarray(volume.affine).tolist(),
+        "raw_nbytes": int(volume.data.nbytes),
+        "payload_nbytes": len(payload),
+        "sha256": hashlib.sha256(header + payload).hexdigest(),
+    }
+    meta_bytes = json.dumps(meta).encode()
+    return (
+        PREFIX.pack(MAGIC, 1, len(meta_bytes), zlib.crc32(meta_bytes))
+        + meta_bytes
+        + header
+        + payload
+    )
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"id": "none"},
+        {"id": "zfp", "mode": "tolerance", "value": 25},
+        {"id": "zfp", "mode": "rate", "value": 4},
+    ],
+)
+def test_version_1_blobs_are_still_read(volume, config):
+    codec = get_codec(config)
+    old = version_1_blob(volume, codec)
+    info = read_blob_info(old)
+    assert info.version == 1 and info.payload_nbytes == len(codec.encode(volume.data))
+    decoded = decode_volume(old)
+    expected = codec.decode(codec.encode(volume.data), volume.shape, volume.dtype)
+    np.testing.assert_array_equal(decoded.data, expected)
+    assert decoded.header.binaryblock == volume.header.binaryblock
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"id": "none"},
+        {"id": "zfp", "mode": "reversible"},
+        {"id": "zfp", "mode": "tolerance", "value": 25},
+        {"id": "zfp", "mode": "relative_tolerance", "value": 0.05},
+        {"id": "zfp", "mode": "rate", "value": 3},
+        {"id": "zfp", "mode": "precision", "value": 12},
+    ],
+)
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_slabs_decode_to_what_one_whole_volume_stream_gives(monkeypatch, rng, config, order):
+    # 4-plane slabs of 15 x 9 planes: 4 slabs, the last one of 2 planes (a partial zfp
+    # block); zfp codes 4x4x4 blocks independently, so the voxels match exactly.
+    monkeypatch.setattr(container, "SLAB_VOXELS", 4 * 15 * 9)
+    data = np.asarray(rng.integers(-500, 1500, size=(14, 15, 9), dtype=np.int16), order=order)
+    volume = read_volume(nib.Nifti1Image(data, AFFINE).to_bytes())
+    codec = get_codec(config)
+    blob = encode_volume(volume, codec)
+    meta = read_blob_meta(blob)
+    assert meta["slab_planes"] == 4 and len(meta["slab_nbytes"]) == 4
+    decoded = decode_volume(blob, order=order)
+    assert decoded.data.flags[f"{order}_CONTIGUOUS"]
+    whole = codec.decode(codec.encode(volume.data), volume.shape, volume.dtype)
+    np.testing.assert_array_equal(decoded.data, whole)
+    assert read_blob_info(blob).payload_nbytes == sum(meta["slab_nbytes"])
+
+
+def test_slab_planes_are_whole_zfp_blocks():
+    assert container.slab_planes((160, 512, 512)) == 16
+    assert container.slab_planes((512, 512, 512)) == 16
+    assert container.slab_planes((100, 700, 700)) == 8  # 8.56 planes, rounded down to 4s
+    assert container.slab_planes((9, 2000, 2000)) == 4  # at least one block of planes
+    assert container.slab_planes((96, 128, 128)) == 96  # small: one slab

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "vesselzip.cli.codec_commands",
     "vesselzip.cli.evaluate_command",
     "vesselzip.cli.phantom_command",
+    "vesselzip.cli.crop_command",
     "vesselzip.cli.model_commands",
     "vesselzip.cli.service_commands",
     "vesselzip.cli.sweep_command",

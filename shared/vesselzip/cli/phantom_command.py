@@ -10,6 +10,10 @@ from pathlib import Path
 
 from vesselzip.errors import VesselzipError
 
+#: The phantoms' fields of view (vesselzip.phantoms.FIELDS_OF_VIEW), repeated here
+#: so that `vesselzip --help` does not import the generator.
+FIELDS_OF_VIEW = ("crop", "head", "whole-head")
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -18,7 +22,11 @@ def register(subparsers) -> None:
         description=(
             "Write N synthetic TOF-MRA-like volumes (imagesTr/, int16) with exact vessel "
             "masks (labelsTr/, uint8) and a MONAI decathlon-style dataset.json. "
-            "Volume i uses seed SEED+i, so the same arguments give the same files."
+            "Volume i uses seed SEED+i, so the same arguments give the same files. "
+            "Whole heads (an in-plane field of view of 120 mm or more, or "
+            "--field-of-view whole-head) also get territoriesTr/ (the named arterial "
+            "territories, multi-class) and vesselsTr/ (every vessel); their labelsTr/ "
+            "holds the union of the named territories."
         ),
     )
     parser.add_argument("outdir", type=Path, metavar="OUTDIR", help="directory to write into")
@@ -38,7 +46,20 @@ def register(subparsers) -> None:
         nargs=3,
         default=None,
         metavar=("SX", "SY", "SZ"),
-        help="voxel size in mm (default: drawn per volume, 0.28-0.6 in-plane, up to 0.8 slices)",
+        help=(
+            "voxel size in mm (default: drawn per volume; crops 0.28-0.6 in-plane, whole "
+            "heads 0.35-0.5; slices up to 0.8)"
+        ),
+    )
+    parser.add_argument(
+        "--field-of-view",
+        choices=FIELDS_OF_VIEW,
+        default=None,
+        help=(
+            "crop (tissue fills the volume), head (a small head in air) or whole-head "
+            "(an anatomical head with named arteries); default: whole-head when the "
+            "in-plane field of view is at least 120 mm, otherwise drawn per volume"
+        ),
     )
     parser.set_defaults(handler=run)
 
@@ -74,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             shape=tuple(args.shape),
             spacing=None if args.spacing is None else tuple(args.spacing),
+            field_of_view=args.field_of_view,
             progress=advance,
         )
     elapsed = time.perf_counter() - started

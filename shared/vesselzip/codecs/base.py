@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,6 +60,14 @@ class Codec(ABC):
     @abstractmethod
     def decode(self, payload: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """Rebuild an array of `shape` and `dtype` from what `encode` returned."""
+
+    def encode_slabs(self, array: np.ndarray, planes: int) -> Iterator[bytes]:
+        """Compress `array` as slabs of `planes` along its first axis, each one decodable
+        alone by `decode`, so neither side ever holds a full-size working copy. A codec
+        whose settings depend on the whole volume (e.g. a relative tolerance) overrides
+        this to derive them once."""
+        for start in range(0, array.shape[0], planes):
+            yield self.encode(array[start : start + planes])
 
     @abstractmethod
     def describe(self) -> str:

@@ -1,31 +1,26 @@
 """How much smaller and how different a decoded volume is. Definitions (peak, SSIM
 window and constants, ratios) are written out in docs/metrics.md; keep the two in step.
 
-Large volumes are processed in chunks so no full-size float64 copy of a volume is
-ever made."""
+PSNR, the errors and SSIM come from one tiled pass (`vesselzip.metrics.fidelity`):
+no full-size float copy of a volume is ever made. `CompressionMeasure` runs that pass
+while the decoded volume is still being filled slab by slab (see
+`vesselzip.roundtrip`); `compression_metrics` is the same on a complete one."""
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
-from scipy import ndimage
 
 from vesselzip.errors import InvalidVolumeError
+from vesselzip.metrics.fidelity import SIGMA, WIN_SIZE, FidelityPass, FidelitySums, fidelity_sums
 
 #: SSIM as in Wang et al. (2004) and MONAI's SSIMMetric defaults: an 11-voxel Gaussian
 #: window with sigma 1.5 in every axis, K1 = 0.01, K2 = 0.03.
-SSIM_WIN_SIZE = 11
-SSIM_SIGMA = 1.5
+SSIM_WIN_SIZE = WIN_SIZE
+SSIM_SIGMA = SIGMA
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
-
-# SSIM is computed in float64 on blocks of up to this many valid voxels per axis
-# (74^3 input voxels with the window's halo), which keeps memory to tens of MB.
-_SSIM_BLOCK = 64
-# Voxels per float64 chunk when accumulating errors (32 MB).
-_CHUNK_VOXELS = 1 << 22
 
 
 def _check_pair(original: np.ndarray, decoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -46,20 +41,11 @@ def data_range(volume: np.ndarray) -> float:
     return float(np.max(volume)) - float(np.min(volume))
 
 
-def _error_stats(original: np.ndarray, decoded: np.ndarray) -> tuple[float, float]:
-    """(mean squared error, max absolute error), accumulated in float64 over slabs of
-    whole planes, so any memory layout (NIfTI data is often Fortran-ordered) works
-    without copying the volume."""
-    squared_sum = 0.0
-    max_abs = 0.0
-    plane_voxels = max(1, original.size // max(1, original.shape[0]))
-    planes = max(1, _CHUNK_VOXELS // plane_voxels)
-    for first in range(0, original.shape[0], planes):
-        diff = original[first : first + planes].astype(np.float64)
-        diff -= decoded[first : first + planes]
-        squared_sum += float(np.sum(diff * diff))
-        max_abs = max(max_abs, float(np.max(np.abs(diff))))
-    return squared_sum / original.size, max_abs
+def _as_3d(volume: np.ndarray) -> np.ndarray:
+    """Error sums run over 3D tiles: view any other shape as 3D (no copy when it can)."""
+    if volume.ndim == 3:
+        return volume
+    return volume.reshape(-1, 1, 1) if volume.ndim < 3 else volume.reshape(*volume.shape[:2], -1)
 
 
 def psnr(original: np.ndarray, decoded: np.ndarray) -> float:
@@ -67,8 +53,8 @@ def psnr(original: np.ndarray, decoded: np.ndarray) -> float:
 
     Identical volumes give +inf; a constant original that was changed gives -inf."""
     original, decoded = _check_pair(original, decoded)
-    mse, _ = _error_stats(original, decoded)
-    return _psnr_from_mse(mse, data_range(original))
+    sums = fidelity_sums(_as_3d(original), _as_3d(decoded), c1=None, c2=None)
+    return _psnr_from_mse(sums.squared_error_sum / original.size, data_range(original))
 
 
 def _psnr_from_mse(mse: float, peak: float) -> float:
@@ -79,12 +65,38 @@ def _psnr_from_mse(mse: float, peak: float) -> float:
     return 10.0 * math.log10(peak * peak / mse)
 
 
+def _ssim_fits(volume: np.ndarray) -> bool:
+    return volume.ndim == 3 and min(volume.shape) >= SSIM_WIN_SIZE
+
+
+def _fidelity_pass(original: np.ndarray, decoded: np.ndarray, peak: float) -> FidelityPass:
+    """Errors, and SSIM when the window fits and the peak is not 0."""
+    if _ssim_fits(original) and peak != 0.0:
+        c1, c2 = (SSIM_K1 * peak) ** 2, (SSIM_K2 * peak) ** 2
+        return FidelityPass(original, decoded, c1=c1, c2=c2)
+    return FidelityPass(_as_3d(original), _as_3d(decoded), c1=None, c2=None)
+
+
+def _measure(original: np.ndarray, decoded: np.ndarray, peak: float) -> FidelitySums:
+    return _fidelity_pass(original, decoded, peak).finish()
+
+
+def _ssim_from(sums: FidelitySums, peak: float) -> float:
+    if sums.max_abs_error == 0.0:
+        return 1.0  # identical volumes, exactly
+    if peak == 0.0:
+        return math.nan
+    return sums.ssim_sum / sums.ssim_count
+
+
 def ssim3d(original: np.ndarray, decoded: np.ndarray, *, peak: float | None = None) -> float:
     """Mean 3D SSIM over every position where the 11x11x11 Gaussian window fits inside
     the volume ("valid" region), with data range `peak` (default: the original's
     max - min). Equals MONAI's SSIMMetric(spatial_dims=3, data_range=peak) and
     scikit-image's structural_similarity(gaussian_weights=True, sigma=1.5,
-    use_sample_covariance=False, data_range=peak), computed in float64.
+    use_sample_covariance=False, data_range=peak); computed in float32 for volumes
+    of <= 16-bit integers or float32 (within 1e-6 of scikit-image's float64, see
+    docs/metrics.md), else in float64.
 
     Identical volumes give 1.0. A constant original that was changed gives NaN (SSIM
     is undefined with a zero data range). Raises InvalidVolumeError when the volume
@@ -96,56 +108,9 @@ def ssim3d(original: np.ndarray, decoded: np.ndarray, *, peak: float | None = No
         raise InvalidVolumeError(
             f"SSIM needs at least {SSIM_WIN_SIZE} voxels along every axis, got {original.shape}"
         )
-    if np.array_equal(original, decoded):
-        return 1.0
     if peak is None:
         peak = data_range(original)
-    if peak == 0.0:
-        return math.nan
-    c1 = (SSIM_K1 * peak) ** 2
-    c2 = (SSIM_K2 * peak) ** 2
-    ssim_sum = 0.0
-    ssim_count = 0
-    for block in _ssim_blocks(original.shape):
-        ssim_map = _ssim_map(original[block], decoded[block], c1, c2)
-        ssim_sum += float(ssim_map.sum())
-        ssim_count += ssim_map.size
-    return ssim_sum / ssim_count
-
-
-def _ssim_blocks(shape: tuple[int, ...]):
-    """Input blocks whose valid regions tile the volume's valid region exactly."""
-    halo = SSIM_WIN_SIZE - 1
-    starts_per_axis = [range(0, n - halo, _SSIM_BLOCK) for n in shape]
-    for starts in itertools.product(*starts_per_axis):
-        yield tuple(
-            slice(start, min(start + _SSIM_BLOCK, n - halo) + halo)
-            for start, n in zip(starts, shape, strict=True)
-        )
-
-
-def _valid_local_mean(values: np.ndarray) -> np.ndarray:
-    """Gaussian-weighted window mean at every position where the whole window fits.
-    One axis at a time, cropping after each pass: the boundary mode never reaches
-    what is kept, and later passes run on less data."""
-    radius = SSIM_WIN_SIZE // 2
-    for axis in range(values.ndim):
-        values = ndimage.gaussian_filter1d(values, SSIM_SIGMA, axis=axis, radius=radius)
-        values = np.moveaxis(np.moveaxis(values, axis, 0)[radius:-radius], 0, axis)
-    return values
-
-
-def _ssim_map(x: np.ndarray, y: np.ndarray, c1: float, c2: float) -> np.ndarray:
-    x = x.astype(np.float64)
-    y = y.astype(np.float64)
-    mu_x = _valid_local_mean(x)
-    mu_y = _valid_local_mean(y)
-    var_x = _valid_local_mean(x * x) - mu_x * mu_x
-    var_y = _valid_local_mean(y * y) - mu_y * mu_y
-    cov_xy = _valid_local_mean(x * y) - mu_x * mu_y
-    return ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / (
-        (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
-    )
+    return _ssim_from(_measure(original, decoded, peak), peak)
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -176,28 +141,63 @@ def compression_metrics(
     Values that are undefined or infinite are None: psnr_db for a lossless round trip
     (see max_abs_error == 0), ssim for volumes smaller than the SSIM window, speeds
     without timings, cr_nifti_gz without a .nii.gz size."""
-    original, decoded = _check_pair(original, decoded)
-    if blob_nbytes <= 0:
-        raise ValueError(f"blob_nbytes must be positive, got {blob_nbytes}")
-    raw_nbytes = int(original.nbytes)
-    mse, max_abs_error = _error_stats(original, decoded)
-    peak = data_range(original)
-    try:
-        ssim = _finite_or_none(ssim3d(original, decoded, peak=peak))
-    except InvalidVolumeError:
-        ssim = None
-    return {
-        "raw_nbytes": raw_nbytes,
-        "blob_nbytes": int(blob_nbytes),
-        "cr_raw": raw_nbytes / blob_nbytes,
-        "cr_nifti_gz": None if nifti_gz_nbytes is None else nifti_gz_nbytes / blob_nbytes,
-        "bits_per_voxel": 8.0 * blob_nbytes / original.size,
-        "psnr_db": _finite_or_none(_psnr_from_mse(mse, peak)),
-        "ssim": ssim,
-        "max_abs_error": max_abs_error,
-        "rmse": math.sqrt(mse),
-        "compress_s": None if compress_s is None else float(compress_s),
-        "decompress_s": None if decompress_s is None else float(decompress_s),
-        "compress_mb_s": _megabytes_per_second(raw_nbytes, compress_s),
-        "decompress_mb_s": _megabytes_per_second(raw_nbytes, decompress_s),
-    }
+    return CompressionMeasure(original, decoded).finish(
+        blob_nbytes=blob_nbytes,
+        nifti_gz_nbytes=nifti_gz_nbytes,
+        compress_s=compress_s,
+        decompress_s=decompress_s,
+    )
+
+
+class CompressionMeasure:
+    """`compression_metrics` of a `decoded` volume that is filled along its first axis
+    while it is measured: call `advance(planes)` as leading planes become final (tiles
+    whose inputs are in start on the shared pool), then `finish(...)` for the dict, or
+    `cancel()` if filling it failed (no tile is left running after either)."""
+
+    def __init__(self, original: np.ndarray, decoded: np.ndarray):
+        original, decoded = _check_pair(original, decoded)
+        self.original = original
+        self.peak = data_range(original)
+        self._pass = _fidelity_pass(original, decoded, self.peak)
+        # A non-3D pair may be measured through a reshaped copy: only whole, then.
+        self._streams = original.ndim == 3
+
+    def advance(self, planes: int) -> None:
+        if self._streams:
+            self._pass.advance(planes)
+
+    def cancel(self) -> None:
+        self._pass.cancel()
+
+    def finish(
+        self,
+        *,
+        blob_nbytes: int,
+        nifti_gz_nbytes: int | None = None,
+        compress_s: float | None = None,
+        decompress_s: float | None = None,
+    ) -> dict:
+        if blob_nbytes <= 0:
+            self.cancel()
+            raise ValueError(f"blob_nbytes must be positive, got {blob_nbytes}")
+        original, peak = self.original, self.peak
+        sums = self._pass.finish()
+        raw_nbytes = int(original.nbytes)
+        mse, max_abs_error = sums.squared_error_sum / original.size, sums.max_abs_error
+        ssim = _finite_or_none(_ssim_from(sums, peak)) if _ssim_fits(original) else None
+        return {
+            "raw_nbytes": raw_nbytes,
+            "blob_nbytes": int(blob_nbytes),
+            "cr_raw": raw_nbytes / blob_nbytes,
+            "cr_nifti_gz": None if nifti_gz_nbytes is None else nifti_gz_nbytes / blob_nbytes,
+            "bits_per_voxel": 8.0 * blob_nbytes / original.size,
+            "psnr_db": _finite_or_none(_psnr_from_mse(mse, peak)),
+            "ssim": ssim,
+            "max_abs_error": max_abs_error,
+            "rmse": math.sqrt(mse),
+            "compress_s": None if compress_s is None else float(compress_s),
+            "decompress_s": None if decompress_s is None else float(decompress_s),
+            "compress_mb_s": _megabytes_per_second(raw_nbytes, compress_s),
+            "decompress_mb_s": _megabytes_per_second(raw_nbytes, decompress_s),
+        }
