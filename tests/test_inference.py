@@ -4,17 +4,21 @@ voxel, whatever the orientation and spacing of the input.
 Alignment is checked with an "oracle" network that thresholds the windowed intensity,
 so the expected mask is known exactly and no trained weights are needed."""
 
+from dataclasses import replace
+
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
 from vesselzip.errors import ModelNotAvailableError
+from vesselzip.model.foreground import TISSUE_FRACTION, block_means, tissue_levels
 from vesselzip.model.inference import (
     InferenceConfig,
     count_windows,
     intensity_window,
     predict_mask,
+    preprocess,
     ras_grid,
     resolve_device,
 )
@@ -285,3 +289,172 @@ def test_resampling_may_not_grow_a_volume_without_bound():
     assert MAX_UPSAMPLING == 8
     with pytest.raises(InvalidVolumeError, match="over 8x its voxels"):
         resampled_shape(coarse, (0.3542,) * 3)
+
+
+# --- Tissue window, air windows, cleanup ---------------------------------------------
+
+
+def tissue_crop(shape=(32, 32, 24), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A crop full of textured tissue (~150) with bright objects (~700): (image, truth)."""
+    rng = np.random.default_rng(seed)
+    truth = asymmetric_objects(shape)
+    tissue = 150.0 * (1.0 + 0.15 * rng.standard_normal(shape))
+    return np.where(truth, 700.0, tissue).astype(np.float32), truth
+
+
+def in_air(crop: np.ndarray, offset, seed: int = 1, sigma: float = 5.0) -> np.ndarray:
+    """`crop` inside a field of view twice as large per axis, the rest Rician air
+    (magnitude of complex Gaussian noise of `sigma`)."""
+    rng = np.random.default_rng(seed)
+    shape = tuple(2 * n for n in crop.shape)
+    air = np.hypot(rng.normal(0, sigma, shape), rng.normal(0, sigma, shape)).astype(np.float32)
+    air[tuple(slice(o, o + n) for o, n in zip(offset, crop.shape, strict=True))] = crop
+    return air
+
+
+def normalised(image: np.ndarray, config: InferenceConfig) -> np.ndarray:
+    grid = ras_grid(image.shape, np.eye(4))
+    return preprocess(image, grid, config, CPU, clip=False)[0, 0].numpy()
+
+
+TISSUE = InferenceConfig(target_spacing=None, tissue_window=4.0, roi_size=16)
+
+
+def test_tissue_window_is_the_same_whatever_the_gain():
+    image, truth = tissue_crop()
+    reference = normalised(image, TISSUE)
+    # The tissue sits at 1/4 of the window.
+    assert np.median(reference[~truth]) == pytest.approx(0.25, rel=0.05)
+    net = ThresholdNet(level=0.6)
+    mask = predict_mask(net, image, np.eye(4), TISSUE, CPU)
+    assert dice(mask, truth) > 0.95
+    for gain in (0.1, 8.0):
+        np.testing.assert_allclose(normalised(image * gain, TISSUE), reference, rtol=1e-5)
+        np.testing.assert_array_equal(predict_mask(net, image * gain, np.eye(4), TISSUE, CPU), mask)
+
+
+def test_tissue_window_does_not_depend_on_the_air_around():
+    image, _ = tissue_crop()
+    alone = normalised(image, TISSUE)
+    percentiles = InferenceConfig(target_spacing=None, window_percentiles=(0.0, 99.9))
+    for offset, tolerance in (((16, 8, 12), 1e-6), ((13, 9, 10), 0.05)):
+        crop = tuple(slice(o, o + n) for o, n in zip(offset, image.shape, strict=True))
+        embedded = in_air(image, offset)
+        # Blocks aligned with the crop: the same levels exactly; straddling its edge,
+        # a few mixed blocks move the median by a few %.
+        ratio = np.median(normalised(embedded, TISSUE)[crop]) / np.median(alone)
+        assert ratio == pytest.approx(1.0, abs=tolerance)
+        # The percentile window moves with the air (its 99.9th percentile falls).
+        old = normalised(embedded, percentiles)[crop]
+        assert np.median(old) / np.median(normalised(image, percentiles)) > 1.1
+
+
+def test_tissue_levels_scale_with_the_gain_and_survive_a_blank_volume():
+    image, _ = tissue_crop()
+    blocks = block_means(torch.from_numpy(image)[None, None])
+    levels = tissue_levels(blocks)
+    assert levels.level == pytest.approx(150.0, rel=0.05)
+    assert levels.threshold == pytest.approx(TISSUE_FRACTION * levels.level)
+    scaled = tissue_levels(blocks * 8.0)
+    assert scaled.level == pytest.approx(8.0 * levels.level, rel=1e-6)
+    blank = np.zeros((16, 16, 16), dtype=np.float32)
+    assert np.all(normalised(blank, TISSUE) == 0.0)
+    assert predict_mask(ThresholdNet(), blank, np.eye(4), TISSUE, CPU).sum() == 0
+
+
+class CountingThresholdNet(ThresholdNet):
+    def __init__(self, level: float = 0.5):
+        super().__init__(level)
+        self.windows = 0
+
+    def forward(self, x):
+        self.windows += x.shape[0]
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("flip_averaging", [False, True])
+def test_air_windows_are_skipped_without_changing_the_mask(flip_averaging):
+    image, truth = tissue_crop((24, 24, 16))
+    embedded = in_air(image, (4, 0, 8))  # 48 x 48 x 32, the crop in one corner
+    expected = np.zeros(embedded.shape, dtype=np.uint8)
+    expected[4:28, 0:24, 8:24] = truth
+    masks, windows = [], []
+    for skip in (False, True):
+        config = InferenceConfig(
+            target_spacing=None,
+            tissue_window=4.0,
+            roi_size=16,
+            overlap=0.25,
+            sw_batch_size=3,
+            skip_air=skip,
+            flip_averaging=flip_averaging,
+        )
+        net = CountingThresholdNet(level=0.6)
+        seen: list[float] = []
+        masks.append(predict_mask(net, embedded, np.eye(4), config, CPU, seen.append))
+        windows.append(net.windows)
+        assert seen == sorted(seen) and seen[-1] == 1.0
+    np.testing.assert_array_equal(masks[0], masks[1])
+    assert dice(masks[1], expected) > 0.95
+    assert windows[1] < 0.75 * windows[0]
+
+
+class EverythingVesselNet(torch.nn.Module):
+    out_chans = 2
+
+    def forward(self, x):
+        return torch.cat([torch.zeros_like(x), torch.ones_like(x)], dim=1)
+
+
+def test_only_the_tissue_is_run_and_clear_air_marks_nothing_in_air():
+    image, _ = tissue_crop((24, 24, 16))
+    embedded = in_air(image, (0, 0, 0))  # tissue in the first 24 x 24 x 16 corner
+    net = EverythingVesselNet()
+    config = InferenceConfig(target_spacing=None, tissue_window=4.0, roi_size=16, overlap=0.0)
+    # The network sees the box that holds the tissue; all else is background.
+    skipped = predict_mask(net, embedded, np.eye(4), config, CPU)
+    assert skipped[:24, :24, :16].all() and skipped.sum() == 24 * 24 * 16
+    # Run everywhere, then cleared: one block (4 voxels) of margin around the tissue.
+    everywhere = replace(config, skip_air=False)
+    assert predict_mask(net, embedded, np.eye(4), everywhere, CPU).all()
+    cleared = predict_mask(net, embedded, np.eye(4), replace(everywhere, clear_air=True), CPU)
+    assert cleared[:28, :28, :20].all() and cleared.sum() == 28 * 28 * 20
+
+
+def test_air_windows_between_tissue_are_background():
+    # Tissue in two opposite corners: the box is the whole image, and the windows
+    # in between (farther than a block from tissue) are not run.
+    image, _ = tissue_crop((16, 16, 16))
+    embedded = in_air(image, (0, 0, 0))
+    embedded = in_air(embedded, (0, 0, 0))  # 64^3
+    embedded[48:, 48:, 48:] = image
+    config = InferenceConfig(target_spacing=None, tissue_window=4.0, roi_size=16, overlap=0.0)
+    mask = predict_mask(EverythingVesselNet(), embedded, np.eye(4), config, CPU)
+    assert mask[:32, :32, :32].all() and mask[32:, 32:, 32:].all()
+    assert mask.sum() == 2 * 32**3
+
+
+def test_cleanup_removes_specks_but_keeps_vessels():
+    image, truth = tissue_crop()
+    specks = [(2, 30, 2), (30, 2, 20), (16, 30, 22)]
+    for speck in specks:
+        image[speck] = 700.0
+    net = ThresholdNet(level=0.6)
+    raw = predict_mask(net, image, np.eye(4), TISSUE, CPU)
+    assert all(raw[speck] for speck in specks)
+    cleaned = predict_mask(net, image, np.eye(4), replace(TISSUE, min_piece_voxels=10), CPU)
+    assert not any(cleaned[speck] for speck in specks)
+    np.testing.assert_array_equal(cleaned, truth.astype(np.uint8))
+
+
+def test_new_settings_round_trip_and_are_checked():
+    config = InferenceConfig(tissue_window=4.0, clear_air=True, min_piece_voxels=50)
+    assert InferenceConfig.from_dict(config.to_dict()) == config
+    old = InferenceConfig.from_dict({"window_percentiles": [0, 99.9], "roi_size": 48})
+    assert old.tissue_window is None and not old.clear_air and old.min_piece_voxels == 0
+    with pytest.raises(ValueError, match="not both"):
+        InferenceConfig(window_percentiles=(0.0, 99.9), tissue_window=4.0)
+    with pytest.raises(ValueError, match="tissue window must be positive"):
+        InferenceConfig(tissue_window=0.0)
+    with pytest.raises(ValueError, match="min piece voxels"):
+        InferenceConfig(min_piece_voxels=-1)

@@ -213,3 +213,30 @@ def test_frangi_scales_are_capped_in_voxels_so_tiny_voxels_cannot_stall_a_worker
     small = frangi_vesselness(image, (1e-2,) * 3)
     np.testing.assert_allclose(tiny, small, rtol=1e-5, atol=1e-6)
     assert np.any(tiny > 0)
+
+
+#: The inference settings recommended for the bundled model once it is retrained with
+#: the tissue window (docs/model.md); the other settings stay the bundled ones.
+RETRAINED = {
+    "window_percentiles": None,
+    "tissue_window": 6.0,
+    "clear_air": True,
+    "min_piece_voxels": 20,
+}
+
+
+@pytest.mark.parametrize("corner", [(32, 32, 24), (34, 31, 25)], ids=["on-blocks", "off-blocks"])
+def test_bundled_model_sees_a_crop_the_same_inside_a_larger_field_of_view(corner):
+    phantom = make_phantom(11, shape=(64, 64, 48), field_of_view="crop")
+    rng = np.random.default_rng(0)
+    shape = (128, 128, 96)
+    air = np.hypot(rng.normal(0, 5, shape), rng.normal(0, 5, shape))
+    embedded = np.rint(air).astype(np.int16)
+    crop = tuple(slice(c, c + n) for c, n in zip(corner, phantom.image.shape, strict=True))
+    embedded[crop] = phantom.image
+    segmenter = load_segmenter("mvn-small", device="cpu").with_config(**RETRAINED)
+    alone = segmenter.segment(Volume(phantom.image, phantom.affine, header=None))
+    around = segmenter.segment(Volume(embedded, phantom.affine, header=None))
+    assert around.sum() == around[crop].sum(), "nothing may be marked in air"
+    assert dice(alone, around[crop]) >= 0.97
+    assert dice(alone, phantom.mask) > 0.6

@@ -14,12 +14,14 @@ from vesselzip.cli import build_parser, main
 from vesselzip.cli.model_commands import train_config
 from vesselzip.model import load_segmenter
 from vesselzip.model.checkpoints import export_weights, load_network
+from vesselzip.model.inference import InferenceConfig, nifti_scaling, preprocess, ras_grid
 from vesselzip.model.network import MambaVesselNet
 from vesselzip.model.train import (
     THRESHOLDS,
     TrainConfig,
     TrainingProgress,
     focal_weight,
+    load_case,
     split_dataset,
     training_transforms,
 )
@@ -337,3 +339,29 @@ def test_progress_bar_is_rich_on_stderr(tmp_path, capsys):
     with TrainingProgress(quiet, start=0) as bar:
         bar.advance()
     assert capsys.readouterr().err == ""
+
+
+def test_tissue_window_and_cleanup_are_trained_with_and_stored(dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    extra = ["--iterations", "1", "--tissue-window", "4", "--clear-air"]
+    args = train_args(dataset, out, *extra, "--min-piece-voxels", "20", native=True)
+    assert main(args) == 0
+    inference = torch.load(out / "last.pt", weights_only=True)["config"]["inference"]
+    assert inference["tissue_window"] == 4.0 and inference["window_percentiles"] is None
+    assert inference["clear_air"] is True and inference["min_piece_voxels"] == 20
+    both = ["--window-percentiles", "0", "99.9", "--tissue-window", "4"]
+    assert main(train_args(dataset, tmp_path / "both", *both)) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("normalisation", [{"tissue_window": 4.0}, {"window": (0.0, 800.0)}])
+def test_training_volumes_are_preprocessed_as_at_inference(dataset, normalisation):
+    config = InferenceConfig(target_spacing=(0.8, 0.8, 0.8), **normalisation)
+    listing = json.loads(dataset.read_text())["training"][0]
+    image_path = str(dataset.parent / listing["image"])
+    case = load_case(image_path, str(dataset.parent / listing["label"]), config)
+    volume = read_volume(image_path)
+    grid = ras_grid(volume.shape, volume.affine)
+    cpu = torch.device("cpu")
+    expected = preprocess(volume.data, grid, config, cpu, scaling=nifti_scaling(volume.header))
+    torch.testing.assert_close(case["image"].clamp(0.0, 1.0), expected[0])

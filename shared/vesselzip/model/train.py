@@ -148,8 +148,29 @@ class TrainConfig:
             "metavar": "P",
         },
     )
+    tissue_window: float | None = field(
+        default=None,
+        metadata={
+            "help": "map [0, K x the volume's tissue level] to [0, 1] instead of --window: "
+            "independent of the gain and of the air in view (recommended: 4)",
+            "metavar": "K",
+        },
+    )
     overlap: float = field(
         default=0.25, metadata={"help": "sliding-window overlap (validation, inference)"}
+    )
+    # Cleanup of inference masks, stored with the weights (validation scores raw masks).
+    clear_air: bool = field(
+        default=False,
+        metadata={"help": "at inference, mark nothing in air (stored with the weights)"},
+    )
+    min_piece_voxels: int = field(
+        default=0,
+        metadata={
+            "help": "at inference, remove vessel pieces under N voxels (stored with the "
+            "weights; 0 keeps all)",
+            "metavar": "N",
+        },
     )
     # The best checkpoint is then the one with the best Dice at its own threshold.
     calibrate_threshold: bool = field(
@@ -198,6 +219,8 @@ class TrainConfig:
         if self.window_percentiles is not None:
             low, high = self.window_percentiles
             self.window_percentiles = (float(low), float(high))
+        if self.tissue_window is not None:
+            self.tissue_window = float(self.tissue_window)
         if self.init is not None:
             self.init = Path(self.init)
             if not self.init.is_file():
@@ -208,13 +231,19 @@ class TrainConfig:
             raise VesselzipError(f"zoom probability must be between 0 and 1, got {self.zoom_prob}")
         if self.patch_size % 16:
             raise VesselzipError(f"patch size must be a multiple of 16, got {self.patch_size}")
-        self.inference = InferenceConfig(
-            target_spacing=self.target_spacing,
-            window=self.window,
-            window_percentiles=self.window_percentiles,
-            roi_size=self.patch_size,
-            overlap=self.overlap,
-        )
+        try:
+            self.inference = InferenceConfig(
+                target_spacing=self.target_spacing,
+                window=self.window,
+                window_percentiles=self.window_percentiles,
+                tissue_window=self.tissue_window,
+                roi_size=self.patch_size,
+                overlap=self.overlap,
+                clear_air=self.clear_air,
+                min_piece_voxels=self.min_piece_voxels,
+            )
+        except ValueError as error:
+            raise VesselzipError(str(error)) from None
 
     def to_dict(self) -> dict:
         values = {k: v for k, v in asdict(self).items() if k != "inference"}
@@ -232,7 +261,7 @@ class TrainConfig:
 
 def load_case(image_path: str, label_path: str, config: InferenceConfig) -> dict:
     """One volume and its label, preprocessed exactly as at inference (RAS, target
-    spacing, window) but not clipped, as (1, D, H, W) tensors."""
+    spacing, window: the same `preprocess`) but not clipped, as (1, D, H, W) tensors."""
     from vesselzip.volumes import read_volume
 
     image_volume, label_volume = read_volume(image_path), read_volume(label_path)
