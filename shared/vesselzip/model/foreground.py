@@ -108,7 +108,7 @@ def trimmed_to_tissue(
     voxel, whatever its offset from the block grid."""
     trimmed = list(box)
     for axis in range(3):
-        inside = image[(0, 0, *trimmed)].movedim(axis, 0)
+        inside = image[0, 0][tuple(trimmed)].movedim(axis, 0)
         share = (inside >= threshold).flatten(1).float().mean(dim=1)
         holds = (share >= PLANE_TISSUE_SHARE).nonzero().flatten().tolist()
         if not holds:
