@@ -106,7 +106,11 @@ def test_mask_overlays_a_non_ras_anisotropic_input():
 def test_without_resampling_the_oracle_is_exact():
     truth = asymmetric_objects((33, 20, 17))
     image = np.where(truth, 700, 100).astype(np.float32)
-    config = InferenceConfig(target_spacing=None, roi_size=16, overlap=0.5, sw_batch_size=3)
+    # skip_air off: objects on a dark ground would count as tissue in air, and the
+    # outer planes they barely reach would be trimmed from the box.
+    config = InferenceConfig(
+        target_spacing=None, roi_size=16, overlap=0.5, sw_batch_size=3, skip_air=False
+    )
     mask = predict_mask(ThresholdNet(), image, np.eye(4), config, CPU)
     np.testing.assert_array_equal(mask, truth.astype(np.uint8))
 
@@ -114,7 +118,7 @@ def test_without_resampling_the_oracle_is_exact():
 def test_window_and_nifti_scaling_are_applied():
     truth = asymmetric_objects((24, 24, 16))
     stored = np.where(truth, 350, 50).astype(np.int16)  # times 2 -> 700 vs 100
-    config = InferenceConfig(target_spacing=None, window=(0.0, 1000.0), roi_size=16)
+    config = InferenceConfig(target_spacing=None, window=(0.0, 1000.0), roi_size=16, skip_air=False)
     net = ThresholdNet(level=0.5)
     without = predict_mask(net, stored, np.eye(4), config, CPU)
     with_scaling = predict_mask(net, stored, np.eye(4), config, CPU, scaling=(2.0, 0.0))

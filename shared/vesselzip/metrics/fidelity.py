@@ -51,6 +51,10 @@ TILE_ROWS = 32
 # planes and rows per tile, which cuts the share of halo recomputed: 32 x 64 x 96
 # outputs read 42 x 74 x 106 inputs (1.7 x) and take about 20 MB of buffers.
 SHORT_ROW_TILE = (32, 64, 96)
+# They only pay where the decoded volume arrives in several slabs (about 4 Mi voxels
+# each, docs/format.md); a smaller volume is measured in whole rows, which recompute
+# less halo (a 128 x 128 x 96 pair: about half the time of short rows).
+SHORT_ROWS_FROM_VOXELS = 1 << 22
 # Outputs per banded matrix product (each reads BLOCK + HALO inputs).
 _BLOCK = 16
 # Threads of the one pool every measurement in the process shares (the gateway measures
@@ -121,7 +125,8 @@ class FidelityPass:
         if transposed:
             original, decoded = original.T, decoded.T
         if tile is None:
-            tile = SHORT_ROW_TILE if transposed else _WHOLE_ROWS
+            short_rows = transposed and original.size > SHORT_ROWS_FROM_VOXELS
+            tile = SHORT_ROW_TILE if short_rows else _WHOLE_ROWS
         self._pass: _TiledErrors
         if c1 is not None and c2 is not None:
             # max + min, so that s - center spans [-peak, peak] (+- the errors).
