@@ -74,8 +74,13 @@ def tissue_blocks(image: torch.Tensor) -> np.ndarray:
     """(d, h, w) bool: the blocks of a (1, 1, D, H, W) image that are tissue, holes
     inside the head (skull, ventricles) filled."""
     blocks = block_means(image)
-    tissue = (blocks >= tissue_levels(blocks).threshold).cpu().numpy()
-    return ndimage.binary_fill_holes(tissue)
+    return tissue_of_blocks(blocks, tissue_levels(blocks).threshold)
+
+
+def tissue_of_blocks(blocks: torch.Tensor, threshold: float) -> np.ndarray:
+    """`tissue_blocks` from block means and their tissue threshold, for a caller that
+    needs the threshold too."""
+    return ndimage.binary_fill_holes((blocks >= threshold).cpu().numpy())
 
 
 def grown(tissue: np.ndarray, margin_blocks: int = 1) -> np.ndarray:

@@ -32,6 +32,7 @@ from vesselzip.model.foreground import (
     tissue_blocks,
     tissue_box,
     tissue_levels,
+    tissue_of_blocks,
     trimmed_to_tissue,
     window_holds_tissue,
 )
@@ -450,14 +451,17 @@ def predict_mask(
     grid = ras_grid(data.shape, affine)
     image = preprocess(data, grid, config, device, scaling=scaling)
     network_shape = tuple(image.shape[2:])
-    tissue = tissue_blocks(image) if config.skip_air or config.clear_air else None
+    tissue = None
     box = tuple(slice(0, n) for n in network_shape)
+    if config.skip_air or config.clear_air:
+        blocks = block_means(image)
+        threshold = tissue_levels(blocks).threshold
+        tissue = tissue_of_blocks(blocks, threshold)
     if config.skip_air and tissue is not None:
         # Only the box that holds the tissue goes through the sliding window: air
         # around a head costs nothing, and a crop is seen the same however much air
         # its field of view adds (the network normalises each window as a whole).
         box = tissue_box(tissue, network_shape)
-        threshold = tissue_levels(block_means(image)).threshold
         box = trimmed_to_tissue(image, box, threshold)
         tissue = tissue[tuple(slice(b.start // BLOCK, -(-b.stop // BLOCK)) for b in box)]
     logits = sliding_window_logits(
