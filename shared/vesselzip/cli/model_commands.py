@@ -99,9 +99,10 @@ def segment_command(args: argparse.Namespace) -> int:
 
 def models_command(args) -> int:
     from vesselzip.model import available_segmenters
+    from vesselzip.model.segmenters import SUMMARIES
 
     for name in available_segmenters():
-        print(name)
+        print(f"{name:<16} {SUMMARIES[name]}")
     return 0
 
 

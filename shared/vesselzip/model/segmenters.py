@@ -1,5 +1,6 @@
-"""Segmenters by name: the bundled small MambaVesselNet++ ("mvn-small", the default),
-a user's checkpoint such as the paper's full model ("mvn-checkpoint"), and the
+"""Segmenters by name: the bundled small MambaVesselNets++ ("mvn-small", the default,
+for crops, marking every vessel; "mvn-small-heads" for whole heads, marking the named
+arteries the paper scores), a user's checkpoint such as the paper's full model ("mvn-checkpoint"), and the
 training-free Frangi baseline ("frangi").
 
 Loaded segmenters are cached per (name, checkpoint, device) so that a worker process
@@ -28,7 +29,7 @@ from vesselzip.model.inference import (
     resolve_device,
     voxel_spacing,
 )
-from vesselzip.weights import BUNDLED_CONFIG, BUNDLED_WEIGHTS
+from vesselzip.weights import BUNDLED_MODELS, bundled_files
 
 
 class Segmenter(ABC):
@@ -123,16 +124,20 @@ def load_network_segmenter(
         raise ModelNotAvailableError(f"{checkpoint}: {exc}") from exc
 
 
-def _load_mvn_small(checkpoint: Path | None, device: str) -> Segmenter:
-    from vesselzip.model.checkpoints import stored_inference_config
+def _bundled_loader(name: str) -> Callable[[Path | None, str], Segmenter]:
+    def load(checkpoint: Path | None, device: str) -> Segmenter:
+        from vesselzip.model.checkpoints import stored_inference_config
 
-    if not BUNDLED_WEIGHTS.is_file():
-        raise ModelNotAvailableError(
-            "the bundled model weights are missing from this installation; "
-            "use --model frangi or a checkpoint"
-        )
-    config = stored_inference_config(json.loads(BUNDLED_CONFIG.read_text()))
-    return load_network_segmenter("mvn-small", BUNDLED_WEIGHTS, device, config)
+        weights, settings = bundled_files(name)
+        if not weights.is_file():
+            raise ModelNotAvailableError(
+                f"the weights of {name} are missing from this installation; "
+                "use --model frangi or a checkpoint"
+            )
+        config = stored_inference_config(json.loads(settings.read_text()))
+        return load_network_segmenter(name, weights, device, config)
+
+    return load
 
 
 def _load_mvn_checkpoint(checkpoint: Path | None, device: str) -> Segmenter:
@@ -148,9 +153,18 @@ def _load_frangi(checkpoint: Path | None, device: str) -> Segmenter:
 
 
 _LOADERS: dict[str, Callable[[Path | None, str], Segmenter]] = {
-    "mvn-small": _load_mvn_small,
+    **{name: _bundled_loader(name) for name in BUNDLED_MODELS},
     "mvn-checkpoint": _load_mvn_checkpoint,
     "frangi": _load_frangi,
+}
+#: What each segmenter is for, one line each (`vesselzip models`).
+SUMMARIES = {
+    "mvn-small": "bundled, the default: crops that tissue fills; marks every vessel",
+    "mvn-small-heads": "bundled: whole heads (air around the head); marks the named "
+    "arteries, like the paper's labels",
+    "mvn-checkpoint": "your MambaVesselNet++ checkpoint, e.g. the paper's full model "
+    "(--checkpoint or VESSELZIP_CHECKPOINT)",
+    "frangi": "multi-scale Frangi vesselness and a threshold, no training",
 }
 _cache: dict[tuple[str, str | None, str], Segmenter] = {}
 _cache_lock = threading.Lock()
