@@ -10,6 +10,13 @@ tissue, adding air around a volume changes neither t nor the median (no air bloc
 reaches t), and multiplying the intensities by a gain multiplies both. The median of
 the tissue hardly depends on how much vessel is in view either (a few % of the
 voxels), unlike a high percentile.
+
+A volume's window (its tissue level, or its percentiles) is measured within its
+tissue box (the box that holds its tissue, trimmed to the planes that hold tissue,
+voxel for voxel): a crop set inside air, off the block grid or on it, has the crop
+itself as its box, so it is windowed as it is alone (measured on the whole image, a
+rim of blocks half tissue, half air, pulls the median down by several %, and the air
+lowers every percentile).
 """
 
 from __future__ import annotations
@@ -107,22 +114,67 @@ def tissue_box(tissue: np.ndarray, shape: Sequence[int]) -> tuple[slice, ...]:
 def trimmed_to_tissue(
     image: torch.Tensor, box: Sequence[slice], threshold: float
 ) -> tuple[slice, ...]:
-    """`box` (block-aligned slices of a (1, 1, D, H, W) image) without the outer
-    planes, at most BLOCK - 1 per side, in which under PLANE_TISSUE_SHARE of the voxels
-    reach `threshold`: a crop inside air then gets the box it gets alone, voxel for
-    voxel, whatever its offset from the block grid."""
-    trimmed = list(box)
-    for axis in range(3):
-        inside = image[0, 0][tuple(trimmed)].movedim(axis, 0)
-        share = (inside >= threshold).flatten(1).float().mean(dim=1)
-        holds = (share >= PLANE_TISSUE_SHARE).nonzero().flatten().tolist()
-        if not holds:
-            continue
-        start, stop = trimmed[axis].start, trimmed[axis].stop
-        first = min(holds[0], BLOCK - 1)
-        last = max(holds[-1] + 1, (stop - start) - (BLOCK - 1))
-        trimmed[axis] = slice(start + first, start + last)
-    return tuple(trimmed)
+    """The part of `box` (slices of a (1, 1, D, H, W) image) between the first and the
+    last plane, along each axis, in which PLANE_TISSUE_SHARE of the part's voxels
+    reach `threshold`, trimmed again until it holds: found voxel by voxel, so that a
+    crop inside air gets the box it gets alone whatever its offset from the block grid.
+    `box` itself when no plane holds that much."""
+    above = image[0, 0] >= threshold
+    trimmed = tuple(box)
+    for _ in range(MAX_STEPS):
+        inside = above[trimmed]
+        # Voxels reaching the threshold per plane along each axis, from one pass.
+        rows = inside.sum(dim=2, dtype=torch.int32)
+        counts = (rows.sum(dim=1), rows.sum(dim=0), inside.sum(dim=(0, 1), dtype=torch.int32))
+        following = []
+        for axis, (part, count) in enumerate(zip(trimmed, counts, strict=True)):
+            share = count / (inside.numel() / inside.shape[axis])
+            holds = (share >= PLANE_TISSUE_SHARE).nonzero().flatten().tolist()
+            following.append(
+                slice(part.start + holds[0], part.start + holds[-1] + 1) if holds else part
+            )
+        if tuple(following) == trimmed:
+            break
+        trimmed = tuple(following)
+    return trimmed
+
+
+@dataclass(frozen=True)
+class TissueRegion:
+    """Where an image's tissue is: its tissue box, and the box's own blocks."""
+
+    box: tuple[slice, ...]  # voxel slices holding the tissue, trimmed to its planes
+    levels: TissueLevels  # of the box's blocks
+    tissue: np.ndarray  # (d, h, w) bool: the box's tissue blocks, holes filled
+
+
+def tissue_region(image: torch.Tensor) -> TissueRegion:
+    """The tissue box of a (1, 1, D, H, W) image (in intensities, air near 0), and the
+    levels and tissue blocks of the box on its own block grid: a crop inside air has
+    the crop as its box, and so the blocks it has alone."""
+    blocks = block_means(image)
+    threshold = tissue_levels(blocks).threshold
+    # The block box and one block more on each side, for planes that hold tissue in
+    # blocks too dark on average to count.
+    outer = tuple(
+        slice(max(part.start - BLOCK, 0), min(part.stop + BLOCK, n))
+        for part, n in zip(
+            tissue_box(tissue_of_blocks(blocks, threshold), image.shape[2:]),
+            image.shape[2:],
+            strict=True,
+        )
+    )
+    box = trimmed_to_tissue(image, outer, threshold)
+    # Blocks half air at a crop's edge lower the image's threshold, and a plane at the
+    # edge of the tissue may pass it only then: the planes are trimmed again with the
+    # threshold of the box's own blocks, the one the crop has alone.
+    inside = tissue_levels(block_means(image[(slice(None), slice(None)) + box])).threshold
+    box = trimmed_to_tissue(image, outer, inside)
+    box_blocks = block_means(image[(slice(None), slice(None)) + box])
+    levels = tissue_levels(box_blocks)
+    return TissueRegion(
+        box=box, levels=levels, tissue=tissue_of_blocks(box_blocks, levels.threshold)
+    )
 
 
 def window_holds_tissue(
@@ -139,14 +191,21 @@ def window_holds_tissue(
     return bool(tissue[tuple(blocks)].any())
 
 
-def blocks_on_grid(tissue: np.ndarray, network_shape: Sequence[int], shape: Sequence[int]):
-    """The tissue blocks of an image of `network_shape` as a (D, H, W) bool mask on a
-    grid of `shape` covering the same field of view (nearest voxel centre)."""
-    indices = []
-    for n_network, n in zip(network_shape, shape, strict=True):
+def near_tissue(
+    tissue: np.ndarray, box: Sequence[slice], network_shape: Sequence[int], shape: Sequence[int]
+) -> np.ndarray:
+    """(D, H, W) bool on a grid of `shape` covering the same field of view as the
+    network's grid of `network_shape` (nearest voxel centre): the voxels within one
+    block of the tissue blocks of `box` (on the box's own block grid)."""
+    reach = grown(np.pad(tissue, 1))  # the margin reaches a block beyond the box too
+    indices: list[np.ndarray] = []
+    for axis, (part, n_network, n) in enumerate(zip(box, network_shape, shape, strict=True)):
         centres = (np.arange(n) + 0.5) * (n_network / n)
-        indices.append(np.minimum(centres.astype(np.int64), n_network - 1) // BLOCK)
-    return tissue[np.ix_(*indices)]
+        offset = np.minimum(centres.astype(np.int64), n_network - 1) - (part.start - BLOCK)
+        block = np.where(offset >= 0, offset // BLOCK, reach.shape[axis])
+        # Past either end of the reach: the padding below, which reads False.
+        indices.append(np.minimum(block, reach.shape[axis]))
+    return np.pad(reach, ((0, 1), (0, 1), (0, 1)))[np.ix_(*indices)]
 
 
 def remove_small_pieces(mask: np.ndarray, min_voxels: int) -> np.ndarray:

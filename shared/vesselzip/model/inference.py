@@ -24,16 +24,12 @@ from monai.inferers import sliding_window_inference
 
 from vesselzip.errors import InvalidVolumeError, ModelNotAvailableError
 from vesselzip.model.foreground import (
-    BLOCK,
-    block_means,
-    blocks_on_grid,
+    TissueRegion,
     grown,
+    near_tissue,
     remove_small_pieces,
     tissue_blocks,
-    tissue_box,
-    tissue_levels,
-    tissue_of_blocks,
-    trimmed_to_tissue,
+    tissue_region,
     window_holds_tissue,
 )
 
@@ -208,25 +204,58 @@ def preprocess(
     `scaling` is the NIfTI (slope, intercept) turning stored values into intensities.
     Training leaves `clip` off so that intensity augmentation acts before clipping;
     otherwise training and inference share this function, window included."""
+    image = intensities(data, grid, config, device, scaling)
+    region = tissue_region(image) if windowed_by_tissue(config) else None
+    return windowed(image, config, region, clip=clip)
+
+
+def intensities(
+    data: np.ndarray,
+    grid: RasGrid,
+    config: InferenceConfig,
+    device: torch.device,
+    scaling: tuple[float, float] = (1.0, 0.0),
+) -> torch.Tensor:
+    """Input array -> (1, 1, D, H, W) float32 intensities on the network's grid: RAS,
+    resampled, NIfTI `scaling` (slope, intercept) applied."""
     ras = nib.orientations.apply_orientation(data, grid.to_ras)
-    # A copy even when `data` is already float32 in RAS order: the window below works
-    # in place and must not write into the caller's array.
+    # A copy even when `data` is already float32 in RAS order: the steps below work in
+    # place and must not write into the caller's array.
     image = torch.from_numpy(np.array(ras, dtype=np.float32, order="C")).to(device)
     image = image[None, None]
     shape = resampled_shape(grid, config.target_spacing)
     if shape != tuple(image.shape[2:]):
         image = F.interpolate(image, size=shape, mode="trilinear", align_corners=False)
     slope, intercept = scaling
-    if config.tissue_window is None:
-        low, high = intensity_window(data, config, scaling)
-    else:
-        # The tissue level is measured on the grid the network sees, in intensities.
+    if (slope, intercept) != (1.0, 0.0):
         image.mul_(slope).add_(intercept)
-        slope, intercept = 1.0, 0.0
-        low, high = 0.0, config.tissue_window * tissue_levels(block_means(image)).level
+    return image
+
+
+def windowed_by_tissue(config: InferenceConfig) -> bool:
+    """Whether the window is measured on the volume (within its tissue box)."""
+    return config.tissue_window is not None or config.window_percentiles is not None
+
+
+def windowed(
+    image: torch.Tensor,
+    config: InferenceConfig,
+    region: TissueRegion | None,
+    *,
+    clip: bool = True,
+) -> torch.Tensor:
+    """Intensities -> [0, 1], in place: the fixed window, or the one measured within
+    the tissue box of `region` (its percentiles, or K × its tissue level), so that the
+    air around a crop does not change it."""
+    if region is None:
+        low, high = config.window
+    elif config.tissue_window is not None:
+        low, high = 0.0, config.tissue_window * region.levels.level
         high = high if high > 0 else 1.0  # no signal at all: any positive width
-    # (value * slope + intercept - low) / (high - low), in place.
-    image.mul_(slope / (high - low)).add_((intercept - low) / (high - low))
+    else:
+        inside = image[(slice(None), slice(None)) + region.box]
+        low, high = intensity_window(inside.cpu().numpy(), config)
+    image.sub_(low).div_(high - low)
     if clip:
         image.clamp_(0.0, 1.0)
     return image
@@ -419,17 +448,14 @@ def clean_mask(
     mask: np.ndarray,
     grid: RasGrid,
     config: InferenceConfig,
-    tissue: np.ndarray | None,
-    box: Sequence[slice],
+    region: TissueRegion | None,
     network_shape: Sequence[int],
 ) -> np.ndarray:
     """The cleanup `config` asks for, in place on a mask in the input's array order:
-    nothing farther than a block from `tissue` (the blocks of `box` in the network's
-    grid of `network_shape`), no piece under `min_piece_voxels`."""
-    if config.clear_air and tissue is not None:
-        near = np.zeros([-(-n // BLOCK) for n in network_shape], dtype=bool)
-        near[tuple(slice(b.start // BLOCK, -(-b.stop // BLOCK)) for b in box)] = tissue
-        in_tissue = blocks_on_grid(grown(near), network_shape, grid.ras_shape)
+    nothing outside the tissue box or farther than a block from the tissue of `region`
+    (on the network's grid of `network_shape`), no piece under `min_piece_voxels`."""
+    if config.clear_air and region is not None:
+        in_tissue = near_tissue(region.tissue, region.box, network_shape, grid.ras_shape)
         in_tissue = nib.orientations.apply_orientation(in_tissue, grid.from_ras)
         np.multiply(mask, in_tissue, out=mask, casting="unsafe")
     return remove_small_pieces(mask, config.min_piece_voxels)
@@ -449,28 +475,25 @@ def predict_mask(
     if data.ndim != 3:
         raise ValueError(f"expected a 3D array, got shape {data.shape}")
     grid = ras_grid(data.shape, affine)
-    image = preprocess(data, grid, config, device, scaling=scaling)
+    image = intensities(data, grid, config, device, scaling)
     network_shape = tuple(image.shape[2:])
-    tissue = None
+    needed = windowed_by_tissue(config) or config.skip_air or config.clear_air
+    region = tissue_region(image) if needed else None
+    image = windowed(image, config, region if windowed_by_tissue(config) else None)
     box = tuple(slice(0, n) for n in network_shape)
-    if config.skip_air or config.clear_air:
-        blocks = block_means(image)
-        threshold = tissue_levels(blocks).threshold
-        tissue = tissue_of_blocks(blocks, threshold)
-    if config.skip_air and tissue is not None:
+    tissue = None
+    if config.skip_air and region is not None:
         # Only the box that holds the tissue goes through the sliding window: air
         # around a head costs nothing, and a crop is seen the same however much air
         # its field of view adds (the network normalises each window as a whole).
-        box = tissue_box(tissue, network_shape)
-        box = trimmed_to_tissue(image, box, threshold)
-        tissue = tissue[tuple(slice(b.start // BLOCK, -(-b.stop // BLOCK)) for b in box)]
+        box, tissue = region.box, region.tissue
     logits = sliding_window_logits(
         network, image[(slice(None), slice(None)) + box], config, progress, tissue
     )
     del image
     mask = logits_to_mask(logits, grid, config.vessel_threshold, box, network_shape)
     del logits
-    mask = clean_mask(mask, grid, config, tissue, box, network_shape)
+    mask = clean_mask(mask, grid, config, region, network_shape)
     if progress is not None:
         progress(1.0)
     return mask
