@@ -165,13 +165,16 @@ def tissue_region(image: torch.Tensor) -> TissueRegion:
         )
     )
     box = trimmed_to_tissue(image, outer, threshold)
+    box_blocks = block_means(image[(slice(None), slice(None)) + box])
+    levels = tissue_levels(box_blocks)
     # Blocks half air at a crop's edge lower the image's threshold, and a plane at the
     # edge of the tissue may pass it only then: the planes are trimmed again with the
     # threshold of the box's own blocks, the one the crop has alone.
-    inside = tissue_levels(block_means(image[(slice(None), slice(None)) + box])).threshold
-    box = trimmed_to_tissue(image, outer, inside)
-    box_blocks = block_means(image[(slice(None), slice(None)) + box])
-    levels = tissue_levels(box_blocks)
+    retrimmed = trimmed_to_tissue(image, outer, levels.threshold)
+    if retrimmed != box:
+        box = retrimmed
+        box_blocks = block_means(image[(slice(None), slice(None)) + box])
+        levels = tissue_levels(box_blocks)
     return TissueRegion(
         box=box, levels=levels, tissue=tissue_of_blocks(box_blocks, levels.threshold)
     )

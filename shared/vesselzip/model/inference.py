@@ -477,9 +477,10 @@ def predict_mask(
     grid = ras_grid(data.shape, affine)
     image = intensities(data, grid, config, device, scaling)
     network_shape = tuple(image.shape[2:])
-    needed = windowed_by_tissue(config) or config.skip_air or config.clear_air
+    by_tissue = windowed_by_tissue(config)
+    needed = by_tissue or config.skip_air or config.clear_air
     region = tissue_region(image) if needed else None
-    image = windowed(image, config, region if windowed_by_tissue(config) else None)
+    image = windowed(image, config, region if by_tissue else None)
     box = tuple(slice(0, n) for n in network_shape)
     tissue = None
     if config.skip_air and region is not None:

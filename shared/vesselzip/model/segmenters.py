@@ -1,7 +1,7 @@
 """Segmenters by name: the bundled small MambaVesselNets++ ("mvn-small", the default,
 for crops, marking every vessel; "mvn-small-heads" for whole heads, marking the named
-arteries the paper scores), a user's checkpoint such as the paper's full model ("mvn-checkpoint"), and the
-training-free Frangi baseline ("frangi").
+arteries the paper scores), a user's checkpoint such as the paper's full model
+("mvn-checkpoint"), and the training-free Frangi baseline ("frangi").
 
 Loaded segmenters are cached per (name, checkpoint, device) so that a worker process
 reads its weights once and keeps the model warm.
