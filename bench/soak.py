@@ -11,8 +11,11 @@ Each client loops until the time is up: post a phantom with its truth mask and t
 next codec setting (cycling --codec), poll GET /v1/jobs/{id} every --poll-s until the
 job ends, download the mask of a finished job, then delete --delete-share of the jobs
 (default 0.5: every other one, so DELETE is exercised and the store and Redis hold half
-of what was posted). Then it finishes the job it follows (at most --job-timeout-s). A
-sampler scrapes /metrics and /v1/ready every --sample-s and reads memory.
+of what was posted). --fail-share of the posts (default 0.2) are a volume the worker
+cannot segment (finite but extreme intensities, frangi): they must fail at once, not be
+retried, and are counted apart from errors. Then each client finishes the job it
+follows (at most --job-timeout-s). A sampler scrapes /metrics and /v1/ready every
+--sample-s and reads memory.
 
 The model is the server's default, mvn-small: the worker's memory lives in the PyTorch
 path, which a soak must watch, and on 64x64x48 phantoms it is no slower than frangi (a
@@ -29,11 +32,14 @@ docs/reliability.md). --model frangi runs the same soak without PyTorch. Figures
   at the end (after draining); growth = end / after warm-up - 1. A snapshot may catch a
   worker mid-job or idle, so growth is also taken between the peaks sampled in the first
   and in the last minute after warm-up; PASS when both are <= 10 % for every process,
-* Redis: INFO used_memory at start and at the end; (end - start) / jobs finished is what
-  a job leaves in Redis, averaged over kept and deleted jobs, and / jobs kept (finished,
-  not deleted) the cost of one kept job. Our records live VESSELZIP_RECORD_TTL_S (7
-  days); RQ's own copy (rq:job, rq:results) an hour. The keys by pattern (ids replaced
-  by {id}), with their exact MEMORY USAGE and how many have no TTL, say which is which.
+* Redis: INFO used_memory at start and at the end, and its slope (KiB a minute) from
+  warm-up plus VESSELZIP_RECORD_TTL_S (--record-ttl-s for the started service, default
+  60 s) to the end: RQ keeps an ended job that long, so past it the memory must be flat
+  (slope about 0) whatever the number of jobs, failed ones included. At the end, for a
+  sample of the jobs of each kind (finished, failed; kept or deleted): what RQ still
+  holds of each (queues.rq_keys_of), which must be nothing for a deleted job and must
+  all expire within the TTL for a kept one. The keys by pattern (ids replaced by {id}),
+  with their exact MEMORY USAGE and how many have no TTL, say which is which.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from api_load import serve_pid  # the process listening on the gateway's port
 
 PROC = Path("/proc")
 TERMINAL = ("finished", "failed", "cancelled")
+ENDED_AS_MEANT = ("finished", "failed as expected")
 POST, JOB, MASK, DELETE = (
     "POST /v1/jobs",
     "GET /v1/jobs/{id}",
@@ -110,9 +117,35 @@ def worker_pids(parent: int, proc: Path = PROC) -> list[int]:
     return sorted(found)
 
 
-def should_delete(n: int, share: float) -> bool:
-    """Whether job number n (0, 1, ...) is deleted: exactly `share` of every run of jobs."""
+def in_share(n: int, share: float) -> bool:
+    """Whether item number n (0, 1, ...) is among exactly `share` of every run of items."""
     return int((n + 1) * share) > int(n * share)
+
+
+def extreme_volume() -> bytes:
+    """A float64 volume of +-1e308 (finite, so the upload takes it) whose Frangi filter
+    fails: a failure the same input repeats, so the job fails at once."""
+    import gzip
+
+    import nibabel as nib
+    import numpy as np
+
+    data = np.zeros((24, 24, 16), np.float64)
+    data[::2], data[1::2] = 1e308, -1e308
+    return gzip.compress(nib.Nifti1Image(data, np.diag([0.5, 0.5, 0.8, 1])).to_bytes(), mtime=0)
+
+
+def slope_per_min(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (t seconds, value) points, per minute; None under 3 points."""
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    if var == 0:
+        return None
+    return 60 * sum((t - mean_t) * (v - mean_v) for t, v in points) / var
 
 
 def growth(warm: int | None, end: int | None) -> float | None:
@@ -168,6 +201,8 @@ class Soak:
         self.numbers = itertools.count()
         self.requests: list[tuple[float, str, int | str, float]] = []  # t, endpoint, status, s
         self.jobs: list[tuple[float, str, str | None, bool]] = []  # t end, state, error, deleted
+        self.job_ids: dict[tuple[str, bool], list[str]] = defaultdict(list)  # (state, deleted)
+        self.extreme = extreme_volume()
         self.details: dict[tuple[str, int | str], str] = {}  # first error detail per kind
         self.samples: list[dict] = []
         self.stop = threading.Event()
@@ -198,9 +233,14 @@ class Soak:
                     time.sleep(1)
 
     def one_job(self, http: httpx.Client, n: int) -> None:
-        image, truth = self.phantoms[n % len(self.phantoms)]
-        form = {"codec": self.codecs[n % len(self.codecs)], "model": self.args.model}
-        files = {"image": ("image.nii.gz", image), "truth": ("truth.nii.gz", truth)}
+        failing = in_share(n, self.args.fail_share)
+        if failing:
+            form = {"codec": "none", "model": "frangi"}
+            files = {"image": ("extreme.nii.gz", self.extreme)}
+        else:
+            image, truth = self.phantoms[n % len(self.phantoms)]
+            form = {"codec": self.codecs[n % len(self.codecs)], "model": self.args.model}
+            files = {"image": ("image.nii.gz", image), "truth": ("truth.nii.gz", truth)}
         r = self.call(http, POST, "POST", "/v1/jobs", data=form, files=files)
         if r is None or r.status_code != 202:
             time.sleep(1)  # do not spin on a failing service
@@ -210,11 +250,14 @@ class Soak:
         state = body["state"] if body else "lost"
         if state == "finished":
             self.call(http, MASK, "GET", f"/v1/jobs/{job_id}/mask")
-        deleted = should_delete(n, self.args.delete_share)
+        deleted = in_share(n, self.args.delete_share)
         if deleted:
             self.call(http, DELETE, "DELETE", f"/v1/jobs/{job_id}")
         error = (body or {}).get("error") or (None if body else "no end seen")
+        if failing and state == "failed" and body and body["attempts"] == 1:
+            state = "failed as expected"  # at once, not retried
         self.jobs.append((time.monotonic() - self.t0, state, error, deleted))
+        self.job_ids[(state, deleted)].append(job_id)
 
     def follow(self, http: httpx.Client, job_id: str) -> dict | None:
         give_up = time.monotonic() + self.args.job_timeout_s
@@ -286,7 +329,23 @@ class Soak:
 
     def error_count(self) -> int:
         http = sum(1 for r in self.requests if not isinstance(r[2], int) or r[2] >= 400)
-        return http + sum(1 for j in self.jobs if j[1] != "finished")
+        return http + sum(1 for j in self.jobs if j[1] not in ENDED_AS_MEANT)
+
+    def left_in_redis(self, per_kind: int = 25) -> dict[str, dict]:
+        """For up to `per_kind` jobs of each kind: what RQ still holds of them."""
+        from vesselzip_queue.queues import rq_keys_of
+
+        out = {}
+        for (state, deleted), ids in sorted(self.job_ids.items()):
+            kept = [rq_keys_of(job_id, self.redis) for job_id in ids[-per_kind:]]
+            lasting = [s for keys in kept for s in keys.values()]
+            out[f"{state}, {'deleted' if deleted else 'kept'}"] = {
+                "jobs": len(kept),
+                "keys_per_job": sum(map(len, kept)) / max(1, len(kept)),
+                "for_good": sum(1 for s in lasting if s < 0),
+                "longest_s": max(lasting, default=0.0),
+            }
+        return out
 
     def report(self, snapshots: dict, wall_s: float) -> dict:
         lo, hi = self.warmup_end - self.t0, self.deadline - self.t0
@@ -300,11 +359,17 @@ class Soak:
             if not isinstance(status, int) or status >= 400
         )
         for _, state, error, _ in self.jobs:
-            if state != "finished":
+            if state not in ENDED_AS_MEANT:
                 errors[f"job {state}: {error}"] += 1
         finished = [j for j in self.jobs if j[1] == "finished"]
         kept = [j for j in finished if not j[3]]
         measured_s = hi - lo
+        flat_from = lo + self.args.record_ttl_s
+        redis_points = [
+            (s["t_s"], s["redis"]["used_memory"] / 1024)
+            for s in self.samples
+            if s.get("redis") and flat_from <= s["t_s"] < hi
+        ]
         return {
             "url": self.url,
             "clients": self.args.clients,
@@ -318,6 +383,12 @@ class Soak:
             "jobs_finished": len(finished),
             "jobs_deleted": sum(1 for j in self.jobs if j[3]),
             "jobs_kept": len(kept),
+            "jobs_failed_as_expected": sum(1 for j in self.jobs if j[1] == "failed as expected"),
+            "fail_share": self.args.fail_share,
+            "record_ttl_s": self.args.record_ttl_s,
+            "redis_kib_per_min_after_ttl": slope_per_min(redis_points),
+            "redis_points_after_ttl": len(redis_points),
+            "left_in_redis": self.left_in_redis() if self.redis is not None else {},
             "finished_per_min": sum(1 for j in finished if lo <= j[0] < hi) / measured_s * 60,
             "requests_per_s": len(window) / measured_s,
             "latency": {
@@ -378,9 +449,10 @@ def print_report(report: dict, console) -> None:
         f"delete share {report['delete_share']:.0%}; wall {report['wall_s']:.0f} s"
     )
     console.print(
-        f"jobs: posted {report['jobs_posted']}, finished {report['jobs_finished']}, deleted "
-        f"{report['jobs_deleted']}; after warm-up {report['finished_per_min']:.1f} finished/min, "
-        f"{report['requests_per_s']:.1f} requests/s"
+        f"jobs: posted {report['jobs_posted']}, finished {report['jobs_finished']}, failed "
+        f"at once as meant {report['jobs_failed_as_expected']} ({report['fail_share']:.0%} "
+        f"posted to fail), deleted {report['jobs_deleted']}; after warm-up "
+        f"{report['finished_per_min']:.1f} finished/min, {report['requests_per_s']:.1f} requests/s"
     )
     table = Table("endpoint", "n", "p50 ms", "p99 ms", title="latency after warm-up")
     for endpoint, lat in report["latency"].items():
@@ -416,6 +488,23 @@ def print_report(report: dict, console) -> None:
             f"{delta / max(1, report['jobs_finished']) / 1024:.1f} KiB, per kept job "
             f"{delta / max(1, report['jobs_kept']) / 1024:.1f} KiB"
         )
+        slope = report["redis_kib_per_min_after_ttl"]
+        console.print(
+            f"Redis used_memory from warm-up + {report['record_ttl_s']:.0f} s (the TTL of an "
+            f"ended job) to the end: "
+            + ("not enough samples" if slope is None else f"{slope:+.1f} KiB/min")
+            + f" over {report['redis_points_after_ttl']} samples (flat: about 0)"
+        )
+        table = Table("jobs (sample)", "n", "RQ keys/entries per job", "for good", "longest s")
+        for kind, left in report["left_in_redis"].items():
+            table.add_row(
+                kind,
+                str(left["jobs"]),
+                f"{left['keys_per_job']:.1f}",
+                str(left["for_good"]),
+                f"{left['longest_s']:.0f}",
+            )
+        console.print(table)
         table = Table("Redis key pattern", "keys start", "keys end", "KiB end", "B/key", "no TTL")
         start, end = (redis[k].get("key_patterns", {}) for k in ("start", "end"))
         none = {"keys": 0, "bytes": 0, "no_ttl": 0}
@@ -448,6 +537,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codec", default="none,zfp:rate=2,zfp:tolerance=500", help="cycled")
     parser.add_argument("--model", default="mvn-small", help="segmenter (see the docstring)")
     parser.add_argument("--delete-share", type=float, default=0.5, help="share deleted")
+    parser.add_argument("--fail-share", type=float, default=0.2, help="share posted to fail")
+    parser.add_argument(
+        "--record-ttl-s", type=float, default=60, help="the started service's RECORD_TTL_S"
+    )
     parser.add_argument("--poll-s", type=float, default=0.25, help="poll interval per client")
     parser.add_argument("--sample-s", type=float, default=5, help="metrics/memory interval")
     parser.add_argument("--job-timeout-s", type=float, default=300, help="give up on a job")
@@ -459,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--clients 1..32, --minutes up to 120")
     if not (0 <= args.warmup_s < args.minutes * 60 and 0 <= args.delete_share <= 1):
         parser.error("--warmup-s must be shorter than the run; --delete-share 0..1")
+    if not (0 <= args.fail_share <= 1 and args.record_ttl_s > 0):
+        parser.error("--fail-share 0..1; --record-ttl-s above 0")
 
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -483,7 +578,11 @@ def main(argv: list[str] | None = None) -> int:
                 url, redis_url = args.url.rstrip("/"), args.redis_url
             else:
                 log = args.log or Path(tmp) / "serve.log"
-                env = {"VESSELZIP_STORE_DIR": str(Path(tmp) / "store"), "VESSELZIP_REDIS_URL": ""}
+                env = {
+                    "VESSELZIP_STORE_DIR": str(Path(tmp) / "store"),
+                    "VESSELZIP_REDIS_URL": "",
+                    "VESSELZIP_RECORD_TTL_S": str(int(args.record_ttl_s)),
+                }
                 console.print(f"starting vesselzip serve --workers {args.workers} (log {log})")
                 url = stack.enter_context(
                     local_service(workers=args.workers, env=env, log_path=log)

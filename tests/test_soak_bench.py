@@ -45,11 +45,17 @@ def test_rss_of_this_process():
     assert soak.rss_bytes(os.getpid()) > 1024 * 1024
 
 
-def test_delete_share_is_exact():
-    assert [soak.should_delete(n, 0.5) for n in range(4)] == [False, True, False, True]
-    assert sum(soak.should_delete(n, 0.25) for n in range(100)) == 25
-    assert not any(soak.should_delete(n, 0.0) for n in range(10))
-    assert all(soak.should_delete(n, 1.0) for n in range(10))
+def test_shares_are_exact():
+    assert [soak.in_share(n, 0.5) for n in range(4)] == [False, True, False, True]
+    assert sum(soak.in_share(n, 0.25) for n in range(100)) == 25
+    assert not any(soak.in_share(n, 0.0) for n in range(10))
+    assert all(soak.in_share(n, 1.0) for n in range(10))
+
+
+def test_slope_per_minute():
+    assert soak.slope_per_min([(0.0, 5.0), (60.0, 5.0), (120.0, 5.0)]) == 0.0
+    assert abs(soak.slope_per_min([(0.0, 0.0), (30.0, 1.0), (60.0, 2.0)]) - 2.0) < 1e-9
+    assert soak.slope_per_min([(0.0, 1.0), (1.0, 2.0)]) is None
 
 
 def test_key_pattern_and_growth():

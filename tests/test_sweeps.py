@@ -315,7 +315,9 @@ def test_dataset_store_round_trip(tmp_path, phantom_pairs):
     loaded = load_dataset(store, dataset.id)
     assert [v.id for v in loaded.volumes] == ["phantom_000", "second"]
     assert loaded.volumes[1].truth_key is None
-    assert {d.id: d.owner for d in list_datasets(store)} == {dataset.id: "alice", other.id: "bob"}
+    everyone = list_datasets(store, None, everyone=True)
+    assert {d.id: d.owner for d in everyone} == {dataset.id: "alice", other.id: "bob"}
+    assert [d.id for d in list_datasets(store, "bob")] == [other.id]
     assert delete_dataset(store, dataset.id) == 2
     assert not any(store.keys(f"datasets/{dataset.id}"))
     with pytest.raises(NotFoundError):

@@ -1,6 +1,7 @@
 """Reading, validating and writing NIfTI volumes (vesselzip.volumes)."""
 
 import gzip
+import io
 import zlib
 
 import nibabel as nib
@@ -9,7 +10,9 @@ import pytest
 
 from vesselzip.errors import InvalidVolumeError, VolumeTooLargeError
 from vesselzip.volumes import (
+    MAX_TRAILING_BYTES,
     Volume,
+    nonzero_intensities,
     read_volume,
     read_volume_file,
     volume_to_bytes,
@@ -253,6 +256,52 @@ def test_gzip_bomb_hidden_after_a_small_volume_is_refused():
     bomb += b"".join(compressor.compress(zeros) for _ in range(32)) + compressor.flush()
     with pytest.raises(InvalidVolumeError, match="more data than declared"):
         read_volume(bomb, max_volume_bytes=1 << 30)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_trailing_bytes_have_one_limit_for_nii_and_nii_gz(rng, gz):
+    data = random_volume(rng, "int16")
+    raw = nifti_bytes(data, gz=False)
+    padded = raw + rng.bytes(MAX_TRAILING_BYTES)
+    volume, file = read_volume_file(gzip.compress(padded) if gz else padded)
+    np.testing.assert_array_equal(volume.data, data)
+    if not gz:
+        assert file.nbytes == len(padded)
+    # Behind a plain .nii the garbage would be stored byte for byte in a dataset.
+    over = raw + rng.bytes(MAX_TRAILING_BYTES + 1)
+    with pytest.raises(InvalidVolumeError, match=r"^truth: .*more data than declared"):
+        read_volume(gzip.compress(over) if gz else over, label="truth")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "stored", "slope", "inter", "vessel"),
+    [
+        ("uint8", [0, 0, 1], 1.0, 1.0, [1, 1, 1]),  # zeros that mean ones
+        ("int16", [0, 2, 3], 2.0, -4.0, [1, 0, 1]),
+        ("float32", [0.5, 0.0, 1.0], -2.0, 1.0, [0, 1, 1]),
+        ("uint8", [0, 0, 7], 1.0, 0.0, [0, 0, 1]),
+        ("uint8", [0, 0, 7], 0.0, 5.0, [0, 0, 1]),  # slope 0: no scaling
+    ],
+)
+def test_nonzero_intensities_reads_through_the_scaling(dtype, stored, slope, inter, vessel):
+    data = np.resize(np.asarray(stored, dtype=dtype), (3, 4, 5))
+    payload = bytearray(nifti_bytes(data, gz=False))
+    header = nib.Nifti1Header.from_fileobj(io.BytesIO(bytes(payload[:348])), check=False)
+    header["scl_slope"], header["scl_inter"] = slope, inter  # as written, 0 included
+    payload[:348] = header.binaryblock
+    volume = read_volume(bytes(payload))
+    np.testing.assert_array_equal(nonzero_intensities(volume), np.resize(vessel, (3, 4, 5)))
+
+
+def test_a_bool_mask_is_written_without_the_volume_scaling(rng):
+    stored = np.zeros((3, 4, 5), np.uint8)
+    image = nib.Nifti1Image(stored, AFFINE)
+    image.header.set_slope_inter(1.0, 1.0)
+    volume = read_volume(image.to_bytes())
+    mask = nib.Nifti1Image.from_bytes(
+        volume_to_bytes(np.ones(volume.shape, bool), volume, gzip=False)
+    )
+    np.testing.assert_array_equal(mask.get_fdata(), 1.0)
 
 
 def test_volume_size_limit_counts_the_voxel_bytes(rng):

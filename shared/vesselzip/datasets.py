@@ -6,25 +6,35 @@ Everything lives in the blob store, under ``datasets/<dataset id>/``::
     dataset.json                the dataset: name, owner, creation time
     volumes/<volume id>.json    one file per volume, so concurrent uploads never
                                 overwrite each other's entry
-    images/<volume id>.nii[.gz] the image exactly as uploaded (validated)
-    truths/<volume id>.nii.gz   the truth as a compact uint8 0/1 mask
+    images/<volume id>.<upload>.nii[.gz]  the image exactly as uploaded (validated)
+    truths/<volume id>.<upload>.nii.gz    the truth as a compact uint8 0/1 mask
 
-Ownership checks are the caller's business: these functions only store and read."""
+Files go under keys unique to their upload (<upload> is random), so two uploads under
+one volume id never write the same file; the volume's entry, written last, says which
+files are its. Each dataset is also marked in its owner's index (vesselzip.index).
+
+Writing a dataset's entry, a volume's entry, or deleting the dataset happens under the
+`lock` the caller gives (for the gateway a Redis lock per dataset; a no-op by default).
+That makes a volume id taken once, the volume cap exact and a deletion racing an
+upload leave nothing behind. Ownership checks are the caller's business."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import time
 import uuid
-from contextlib import ExitStack
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydantic import BaseModel, Field
 
-from vesselzip.errors import NotFoundError, VesselzipError
+from vesselzip import index
+from vesselzip.errors import LimitExceededError, NotFoundError, VesselzipError
 from vesselzip.store import BlobStore
 
 if TYPE_CHECKING:
@@ -33,6 +43,15 @@ if TYPE_CHECKING:
 _VOLUME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _NIFTI_SUFFIX = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 _CHUNK = 1024 * 1024
+
+#: A lock per dataset id, held while the dataset's entry or a volume's entry is written
+#: or the dataset deleted.
+DatasetLock = Callable[[str], AbstractContextManager[Any]]
+
+
+def unlocked(dataset_id: str) -> AbstractContextManager[None]:
+    """No lock: for a single writer (tests, scripts)."""
+    return contextlib.nullcontext()
 
 
 class DatasetConflictError(VesselzipError):
@@ -96,25 +115,40 @@ def create_dataset(
     name: str | None,
     owner: str | None,
     idempotency_key: str | None = None,
+    lock: DatasetLock = unlocked,
 ) -> tuple[Dataset, bool]:
-    """A new, empty dataset; or, for an idempotency key seen before, the dataset it
-    created. Returns (dataset, created)."""
-    if idempotency_key:
-        dataset_id = dataset_id_for(owner, idempotency_key)
-        if store.exists(_entry_key(dataset_id)):
+    """A new, empty dataset; or, for an idempotency key whose dataset exists, that
+    dataset. A key whose dataset was deleted makes a new, empty one (under the same
+    id). Returns (dataset, created)."""
+    dataset_id = dataset_id_for(owner, idempotency_key) if idempotency_key else uuid.uuid4().hex
+    with lock(dataset_id):
+        if idempotency_key and store.exists(_entry_key(dataset_id)):
             return load_dataset(store, dataset_id), False
-    else:
-        dataset_id = uuid.uuid4().hex
-    entry = DatasetEntry(id=dataset_id, name=name, owner=owner, idempotency_key=idempotency_key)
-    store.put_json(_entry_key(dataset_id), entry.model_dump(mode="json"))
+        # What a deletion cut short (a crash) may have left under this id goes first:
+        # a key used again never brings back deleted volumes.
+        for key in list(store.keys(_prefix(dataset_id))):
+            store.delete(key)
+        entry = DatasetEntry(id=dataset_id, name=name, owner=owner, idempotency_key=idempotency_key)
+        marker = index.owned_key("datasets", owner, dataset_id)
+        index.mark(store, marker)
+        try:
+            store.put_json(_entry_key(dataset_id), entry.model_dump(mode="json"))
+        except BaseException:
+            store.delete(marker)
+            raise
     return Dataset(**entry.model_dump()), True
 
 
-def load_dataset(store: BlobStore, dataset_id: str) -> Dataset:
+def load_dataset_entry(store: BlobStore, dataset_id: str) -> DatasetEntry:
+    """The dataset without its volumes (one read)."""
     try:
-        entry = DatasetEntry.model_validate(store.get_json(_entry_key(dataset_id)))
+        return DatasetEntry.model_validate(store.get_json(_entry_key(dataset_id)))
     except NotFoundError:
         raise NotFoundError(f"no dataset {dataset_id}") from None
+
+
+def load_dataset(store: BlobStore, dataset_id: str) -> Dataset:
+    entry = load_dataset_entry(store, dataset_id)
     volumes = [
         VolumeEntry.model_validate(store.get_json(key))
         for key in store.keys(f"{_prefix(dataset_id)}/volumes")
@@ -124,13 +158,30 @@ def load_dataset(store: BlobStore, dataset_id: str) -> Dataset:
     return Dataset(**entry.model_dump(), volumes=volumes)
 
 
-def list_datasets(store: BlobStore) -> list[DatasetEntry]:
-    """Every stored dataset, oldest first (scans the store)."""
+def count_volumes(store: BlobStore, dataset_id: str) -> int:
+    return sum(1 for key in store.keys(f"{_prefix(dataset_id)}/volumes") if key.endswith(".json"))
+
+
+def list_datasets(
+    store: BlobStore, owner: str | None, *, everyone: bool = False
+) -> list[DatasetEntry]:
+    """The datasets `owner` made (every owner's with `everyone`), oldest first: read
+    through the owner index, not by scanning the store."""
     entries = []
+    for dataset_id in index.owned_ids(store, "datasets", owner, everyone=everyone):
+        # A marker whose dataset is not written yet, or whose deletion was cut short.
+        with contextlib.suppress(NotFoundError):
+            entries.append(load_dataset_entry(store, dataset_id))
+    return sorted(entries, key=lambda e: (e.created_at, e.id))
+
+
+def index_existing_datasets(store: BlobStore) -> None:
+    """Mark every stored dataset in its owner's index (one scan of the store, for a
+    store written before the index existed)."""
     for key in store.keys("datasets"):
         if key.count("/") == 2 and key.endswith("/dataset.json"):
-            entries.append(DatasetEntry.model_validate(store.get_json(key)))
-    return sorted(entries, key=lambda e: (e.created_at, e.id))
+            entry = DatasetEntry.model_validate(store.get_json(key))
+            index.mark(store, index.owned_key("datasets", entry.owner, entry.id))
 
 
 def volume_id_for(name: str | None, filename: str | None) -> str:
@@ -155,6 +206,8 @@ def add_volume(
     filename: str | None = None,
     max_voxels: int | None = None,
     max_volume_bytes: int | None = None,
+    max_volumes: int | None = None,
+    lock: DatasetLock = unlocked,
 ) -> VolumeEntry:
     """Validate an image (and its truth, on the same grid) and store both: the image
     byte for byte as given, the truth as a compact uint8 mask. Each is a path, the
@@ -164,16 +217,14 @@ def add_volume(
     memory, and nothing is stored unless every check passed.
 
     Raises InvalidVolumeError / VolumeTooLargeError for bad files, DatasetConflictError
-    when the volume id is taken, NotFoundError when the dataset does not exist."""
+    when the volume id is taken, LimitExceededError when the dataset has `max_volumes`
+    already, NotFoundError when the dataset does not exist or was deleted meanwhile."""
     from vesselzip.jobs import prepare_truth
     from vesselzip.volumes import open_volume_source, read_volume_file
 
-    if not store.exists(_entry_key(dataset_id)):
-        raise NotFoundError(f"no dataset {dataset_id}")
+    dataset = load_dataset_entry(store, dataset_id)
     volume_id = volume_id_for(name, filename)
-    entry_key = _volume_key(dataset_id, volume_id)
-    if store.exists(entry_key):
-        raise DatasetConflictError(f"dataset {dataset_id} already has a volume {volume_id!r}")
+    _check_room(store, dataset_id, volume_id, max_volumes)  # before reading the upload
 
     with ExitStack() as files:
         image_stream = files.enter_context(open_volume_source(image))
@@ -200,8 +251,11 @@ def add_volume(
             truth_sha256, _ = _copy_hashed(truth_stream, None)
 
         suffix = ".nii.gz" if image_file.gzip else ".nii"
-        image_key = f"{_prefix(dataset_id)}/images/{volume_id}{suffix}"
-        truth_key = f"{_prefix(dataset_id)}/truths/{volume_id}.nii.gz" if truth_bytes else None
+        upload = uuid.uuid4().hex[:16]
+        image_key = f"{_prefix(dataset_id)}/images/{volume_id}.{upload}{suffix}"
+        truth_key = (
+            f"{_prefix(dataset_id)}/truths/{volume_id}.{upload}.nii.gz" if truth_bytes else None
+        )
         stored: list[str] = []
         try:
             image_stream.seek(image_start)
@@ -224,12 +278,43 @@ def add_volume(
                 truth_sha256=truth_sha256,
             )
             # The entry goes last: a volume is listed only once its files are in place.
-            store.put_json(entry_key, entry.model_dump(mode="json"))
+            with lock(dataset_id):
+                _commit_volume(store, dataset, entry, max_volumes)
         except BaseException:
             for key in stored:
                 store.delete(key)
+            if not store.exists(_entry_key(dataset_id)):  # deleted meanwhile
+                store.prune(_prefix(dataset_id))
             raise
     return entry
+
+
+def _check_room(store: BlobStore, dataset_id: str, volume_id: str, max_volumes: int | None) -> None:
+    if store.exists(_volume_key(dataset_id, volume_id)):
+        raise DatasetConflictError(f"dataset {dataset_id} already has a volume {volume_id!r}")
+    if max_volumes is not None:
+        n_volumes = count_volumes(store, dataset_id)
+        if n_volumes >= max_volumes:
+            raise LimitExceededError(
+                f"dataset {dataset_id} has {n_volumes} volumes, as many as "
+                f"VESSELZIP_MAX_DATASET_VOLUMES ({max_volumes}) allows"
+            )
+
+
+def _commit_volume(
+    store: BlobStore, dataset: DatasetEntry, entry: VolumeEntry, max_volumes: int | None
+) -> None:
+    """Write the volume's entry if its dataset is still the one the upload was for (not
+    deleted, nor deleted and created again under the same id), the volume id is free
+    and there is room. Under the dataset's lock, so these checks hold when it writes."""
+    try:
+        current = load_dataset_entry(store, dataset.id)
+    except NotFoundError:
+        current = None
+    if current != dataset:
+        raise NotFoundError(f"dataset {dataset.id} was deleted while the volume was uploaded")
+    _check_room(store, dataset.id, entry.id, max_volumes)
+    store.put_json(_volume_key(dataset.id, entry.id), entry.model_dump(mode="json"))
 
 
 def _put_stream(store: BlobStore, key: str, stream: BinaryIO) -> tuple[str, int]:
@@ -260,12 +345,18 @@ def _copy_hashed(stream: BinaryIO, out: BinaryIO | None) -> tuple[str, int]:
     return digest.hexdigest(), nbytes
 
 
-def delete_dataset(store: BlobStore, dataset_id: str) -> int:
-    """Remove the dataset and its files; returns how many volumes it had."""
-    dataset = load_dataset(store, dataset_id)
-    # The entry goes first, so a half-deleted dataset is no longer found.
-    store.delete(_entry_key(dataset_id))
-    for key in list(store.keys(_prefix(dataset_id))):
-        store.delete(key)
-    store.prune(_prefix(dataset_id))
-    return len(dataset.volumes)
+def delete_dataset(store: BlobStore, dataset_id: str, *, lock: DatasetLock = unlocked) -> int:
+    """Remove the dataset, its files and its index markers; returns how many volumes
+    it had."""
+    with lock(dataset_id):
+        entry = load_dataset_entry(store, dataset_id)
+        n_volumes = count_volumes(store, dataset_id)
+        # The entry goes first, so a half-deleted dataset is no longer found; the
+        # owner's marker goes last (see vesselzip.index).
+        store.delete(_entry_key(dataset_id))
+        for prefix in (_prefix(dataset_id), index.dataset_prefix(dataset_id)):
+            for key in list(store.keys(prefix)):
+                store.delete(key)
+            store.prune(prefix)
+        store.delete(index.owned_key("datasets", entry.owner, dataset_id))
+    return n_volumes

@@ -21,6 +21,13 @@ class VolumeTooLargeError(InvalidVolumeError):
     http_status = 413
 
 
+class LimitExceededError(VesselzipError):
+    """A request that would go beyond a configured count (volumes in a dataset, jobs
+    in a sweep)."""
+
+    http_status = 422
+
+
 class InvalidCodecConfigError(VesselzipError):
     """Unknown codec id, unknown mode, or a parameter out of range."""
 
@@ -50,3 +57,22 @@ class StoreUnavailableError(VesselzipError):
     A fault of the service, not of the request: worth trying again later."""
 
     http_status = 503
+
+
+#: Characters of a caller's input an error message repeats at most.
+QUOTE_LIMIT = 80
+
+
+def quoted(value: object) -> str:
+    """`value` as an error message repeats it: its repr, cut to QUOTE_LIMIT characters
+    and then followed by its length, so a huge input never makes a huge answer."""
+    text = repr(value)
+    return shortened(text, QUOTE_LIMIT, len(value) if isinstance(value, str) else len(text))
+
+
+def shortened(text: str, limit: int, length: int | None = None) -> str:
+    """`text` cut to `limit` characters, then "… (N characters)" when it was longer
+    (N is `length` when given: the size of what `text` stands for)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) if length is None else length} characters)"

@@ -253,9 +253,9 @@ def prepare_truth(
     max_volume_bytes: int | None = None,
 ) -> bytes:
     """Validate a ground-truth mask (a path, bytes or an open binary file) for an image
-    of this `shape` and `affine`; return it as a compact uint8 .nii.gz (non-zero voxels
-    are vessel)."""
-    from vesselzip.volumes import read_volume, same_grid, volume_to_bytes
+    of this `shape` and `affine`; return it as a compact uint8 .nii.gz, 1 where the
+    truth's intensity (its stored value through scl_slope and scl_inter) is non-zero."""
+    from vesselzip.volumes import nonzero_intensities, read_volume, same_grid, volume_to_bytes
 
     truth = read_volume(
         truth_source,
@@ -272,7 +272,7 @@ def prepare_truth(
             "truth is on another grid than the image (their affines differ: voxel size, "
             "axes or position); save the mask with the image's header"
         )
-    return volume_to_bytes((truth.data != 0).astype(np.uint8), like=truth)
+    return volume_to_bytes(nonzero_intensities(truth), like=truth)
 
 
 def run_job(

@@ -55,8 +55,16 @@ class Settings(BaseSettings):
     reaper_interval_s: float = Field(default=5.0, gt=0)
     # Uploads compressed at the same time by one gateway process (bounds its memory).
     upload_concurrency: int = Field(default=2, gt=0)
-    # How long finished job records stay in Redis; results JSON in the store stays.
-    record_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    # How long RQ keeps an ended job (status, meta, return value) in Redis; its result
+    # JSON in the store stays, and is what the job reads as afterwards.
+    record_ttl_s: int = Field(default=3600, gt=0)
+    # Volumes one dataset may hold: the largest public angiography sets (IXI's ~570
+    # TOF scans) fit; showing a dataset reads one small entry per volume.
+    max_dataset_volumes: int = Field(default=1000, gt=0)
+    # Jobs (volumes x settings, baseline included) one sweep may make: the paper's 8
+    # settings over 625 volumes. One POST queues them all and each status read looks
+    # every one up (5000: about 7 s and 3 s on 2 cores, docs/api.md).
+    max_sweep_jobs: int = Field(default=5000, gt=0)
 
     @property
     def api_key_set(self) -> frozenset[str]:

@@ -112,11 +112,25 @@ class LocalStore(BlobStore):
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
+    def _temp_beside(self, target: Path) -> tuple[int, str]:
+        """A new temp file in `target`'s folder, made if need be. A prune() (a dataset
+        deleted while a volume is uploaded) may remove the folder, still empty, while it
+        is made (mkdir then sees it exist, then not) or before the file is: then both
+        steps are tried again."""
+        tries = 3
+        while True:
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                return tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
+            except (FileNotFoundError, FileExistsError):
+                tries -= 1
+                if not tries:
+                    raise
+
     def put_bytes(self, key: str, data: bytes) -> None:
         target = self._path(key)
         with _store_faults("write", key):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
+            fd, tmp = self._temp_beside(target)
             try:
                 with os.fdopen(fd, "wb") as out:
                     out.write(data)
@@ -130,8 +144,7 @@ class LocalStore(BlobStore):
     def put_file(self, key: str, source: Path) -> None:
         target = self._path(key)
         with _store_faults("write", key):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
+            fd, tmp = self._temp_beside(target)
             os.close(fd)
             try:
                 # A move within one filesystem is a rename; across filesystems it copies.
@@ -173,13 +186,10 @@ class LocalStore(BlobStore):
 
     def prune(self, prefix: str) -> None:
         """Remove the empty folders left under `prefix` (and `prefix` itself)."""
-        base = self.root / check_key(prefix)
-        if not base.is_dir():
-            return
-        folders = sorted((p for p in base.rglob("*") if p.is_dir()), reverse=True)
-        for folder in [*folders, base]:
+        # Deepest first; os.walk skips a folder that another prune removed meanwhile.
+        for folder, _, _ in os.walk(self.root / check_key(prefix), topdown=False):
             with contextlib.suppress(OSError):  # not empty (a write raced in): keep it
-                folder.rmdir()
+                os.rmdir(folder)
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         base = self.root / prefix if prefix else self.root

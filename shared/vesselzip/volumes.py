@@ -39,9 +39,11 @@ SUPPORTED_DTYPES = tuple(
 NIFTI1_HEADER_NBYTES = 348
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
-# A gzip member may legitimately end with a little padding after the voxel data;
-# more than this is refused rather than decompressed.
-_MAX_TRAILING_BYTES = 1 << 20
+#: Bytes a file may hold after the voxels its header declares, in a .nii as in the
+#: decompressed stream of a .nii.gz (a writer may pad a little). More is refused:
+#: a dataset keeps its images byte for byte, and a gzip stream is never inflated
+#: further than this.
+MAX_TRAILING_BYTES = 1 << 20
 #: Bytes of NIfTI header extensions accepted between the header and the voxels.
 MAX_EXTENSION_BYTES = 16 * 1024**2
 #: Accepted voxel edge lengths in mm: from microscopy-fine to coarser than any MRA.
@@ -138,6 +140,8 @@ def read_volume_file(
                     _drain_gzip(stream, name)
             else:
                 volume = _read_nifti(raw, name, max_voxels, max_volume_bytes)
+                end_of_voxels = raw.tell()
+                _check_trailing_bytes(raw.seek(0, io.SEEK_END) - end_of_voxels, name)
             nbytes = raw.seek(0, io.SEEK_END) - start
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise InvalidVolumeError(f"{name}: corrupt or truncated gzip stream ({exc})") from exc
@@ -210,6 +214,29 @@ def check_geometry(header: nib.Nifti1Header, name: str = "volume") -> np.ndarray
     return np.asarray(header.get_best_affine(), dtype=np.float64)
 
 
+def nifti_scaling(header: nib.Nifti1Header | None) -> tuple[float, float]:
+    """(slope, intercept) of a NIfTI header; (1, 0) when unset."""
+    if header is None:
+        return 1.0, 0.0
+    slope, intercept = header.get_slope_inter()
+    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
+    intercept = 0.0 if intercept is None or not np.isfinite(intercept) else float(intercept)
+    return slope, intercept
+
+
+def nonzero_intensities(volume: Volume) -> np.ndarray:
+    """Where the volume's intensities (its stored values scaled by scl_slope and
+    scl_inter) are non-zero, as a bool array: the vessels of a mask. Plane by plane,
+    so a scaled volume never needs a whole float copy."""
+    slope, intercept = nifti_scaling(volume.header)
+    if (slope, intercept) == (1.0, 0.0):
+        return volume.data != 0
+    nonzero = np.empty(volume.shape, dtype=bool)
+    for index, plane in enumerate(volume.data):
+        np.not_equal(plane * slope + intercept, 0, out=nonzero[index])
+    return nonzero
+
+
 def same_grid(affine: np.ndarray, other: np.ndarray) -> bool:
     """Whether two affines place voxels within GRID_TOLERANCE of a voxel of each other
     (masks saved by other tools round the affine differently)."""
@@ -241,10 +268,11 @@ def volume_to_bytes(data: np.ndarray, like: Volume, *, gzip: bool = True) -> byt
     The header is `like`'s with the dtype set from `data`. `scl_slope`/`scl_inter`
     are kept when `data` has the volume's dtype (it holds stored values, e.g. a
     decompressed volume) and cleared otherwise (a mask or a derived map).
-    bool arrays are written as uint8.
+    bool arrays are written as uint8, without scaling (a mask).
     """
     data = np.asarray(data)
-    if data.dtype == np.bool_:
+    is_mask = data.dtype == np.bool_
+    if is_mask:
         data = data.astype(np.uint8)
     if data.shape != like.shape:
         raise InvalidVolumeError(f"array shape {data.shape} does not match the volume {like.shape}")
@@ -253,7 +281,7 @@ def volume_to_bytes(data: np.ndarray, like: Volume, *, gzip: bool = True) -> byt
     header = like.header.copy()
     header.set_data_dtype(data.dtype)
     image = nib.Nifti1Image(data, like.affine, header)
-    if data.dtype == like.dtype:
+    if data.dtype == like.dtype and not is_mask:
         # nibabel clears the scaling of a header given with an array; put it back.
         for field in ("scl_slope", "scl_inter"):
             image.header[field] = like.header[field]
@@ -404,8 +432,15 @@ def _drain_gzip(stream: _Stream, name: str) -> None:
     trailing = 0
     while part := stream.read(_CHUNK):
         trailing += len(part)
-        if trailing > _MAX_TRAILING_BYTES:
-            raise InvalidVolumeError(f"{name}: the gzip stream holds far more data than declared")
+        _check_trailing_bytes(trailing, name)
+
+
+def _check_trailing_bytes(count: int, name: str) -> None:
+    if count > MAX_TRAILING_BYTES:
+        raise InvalidVolumeError(
+            f"{name}: the file holds far more data than declared (over {MAX_TRAILING_BYTES} "
+            "bytes after the voxels its header declares)"
+        )
 
 
 def _mm(values) -> str:

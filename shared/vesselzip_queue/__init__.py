@@ -1,3 +1,4 @@
 """RQ glue both services use: connections, queues, enqueueing, the state a client
-sees, cancelling, reaping, and the job records in Redis. The gateway and the workers
-import it; the domain package (`vesselzip`) does not."""
+sees (read from RQ's own job), cancelling, maintenance, the models workers offer and
+the job counters. The gateway and the workers import it; the domain package
+(`vesselzip`) does not."""

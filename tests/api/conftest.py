@@ -11,23 +11,32 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from vesselzip.model import available_segmenters
+from vesselzip.model_info import ModelInfo
 from vesselzip.redis_embedded import EmbeddedRedis
 from vesselzip.settings import Settings
 from vesselzip_api.main import create_app
 from vesselzip_queue import queues
+from vesselzip_queue.catalog import announce_models
 
 KEYS = "key-alice, key-bob"
 ALICE = {"X-API-Key": "key-alice"}
 BOB = {"X-API-Key": "key-bob"}
 
 
+OFFERED = [
+    ModelInfo(name="frangi"),
+    ModelInfo(name="mvn-small", min_side=4),
+    ModelInfo(name="mvn-small-heads", min_side=4),
+]
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> Iterator[str]:
     with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
-        # What a worker announces when it starts; with no worker, no job runs.
+        # What a worker offers when it starts (its model list, here for the whole
+        # session); with no worker, no job runs.
         with queues.connect(server.url) as connection:
-            queues.announce_models(connection, available_segmenters())
+            announce_models(connection, "api-tests", OFFERED, ttl_s=24 * 3600)
         yield server.url
 
 

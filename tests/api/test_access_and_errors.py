@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.service.hostile import BY_ID, GOOD, request_parts
+from vesselzip.errors import InvalidCodecConfigError
+from vesselzip.sweeps import parse_grid
+from vesselzip_api.sweep_schemas import SweepRequest
 
 from .conftest import ALICE, BOB
 
@@ -75,7 +78,15 @@ def test_missing_unknown_or_non_ascii_keys_are_401(keyed, key):
 
 @pytest.mark.parametrize(
     "case_id",
-    ["sform-nan", "vox-offset-1e9", "truth-other-grid", "codec-400-digits", "model-unknown"],
+    [
+        "sform-nan",
+        "vox-offset-1e9",
+        "truth-other-grid",
+        "codec-400-digits",
+        "model-unknown",
+        "model-not-loadable",
+        "too-thin-1x64x64",
+    ],
 )
 def test_bad_input_is_a_json_4xx_naming_the_field(client, case_id):
     case = BY_ID[case_id]
@@ -99,3 +110,55 @@ def test_unknown_things_are_404_and_bad_ids_422(client):
     assert client.get(f"/v1/sweeps/{JOB_ID}").status_code == 404
     assert client.get("/v1/jobs/not-an-id").status_code == 422
     assert client.delete(f"/v1/jobs/{JOB_ID}").json()["detail"].startswith("no job")
+
+
+HUGE = "x" * 100_000
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"codec": HUGE},
+        {"codec": "zfp", "mode": "rate", "value": HUGE},
+        {"codec": "zfp", "mode": HUGE, "value": "2"},
+        {"codec": "zfp:rate=" + "9" * 100_000},
+        {"codec": "zfp", "value": HUGE},
+        {"model": HUGE},
+        {"queue": HUGE},
+    ],
+)
+def test_a_100_kb_form_field_gives_a_short_422(client, form):
+    answer = client.post("/v1/jobs", files={"image": ("a.nii.gz", GOOD)}, data=form)
+    assert answer.status_code == 422
+    assert len(answer.content) < 2048, answer.text[:300]
+    assert "characters)" in answer.text or "got inf" in answer.text  # said where it was cut
+
+
+def test_a_huge_sweep_request_gives_a_short_422(client):
+    answer = client.post("/v1/sweeps", json={"dataset": HUGE, "grid": list(range(100_000))})
+    assert answer.status_code == 422
+    assert len(answer.content) < 2048, answer.text[:300]
+    errors = answer.json()["detail"]  # FastAPI's list shape, inputs cut
+    assert {tuple(e["loc"]) for e in errors} == {("body", "dataset"), ("body", "grid")}
+    assert all(len(str(e["input"])) < 200 for e in errors)
+
+
+def test_the_sweep_schema_and_parse_grid_count_settings_alike(client):
+    grid_schema = SweepRequest.model_json_schema()["properties"]["grid"]["anyOf"][0]
+    limit = grid_schema["maxItems"]
+    assert len(parse_grid([f"zfp:rate={n}" for n in range(1, limit + 1)])) == limit + 1
+    with pytest.raises(InvalidCodecConfigError, match=f"at most {limit} distinct settings besides"):
+        parse_grid([f"zfp:precision={n}" for n in range(1, limit + 2)])
+
+    dataset = client.post("/v1/datasets", files=[("images", ("a.nii.gz", GOOD))]).json()["id"]
+    too_many = [f"zfp:precision={n}" for n in range(1, limit + 2)]
+    answer = client.post("/v1/sweeps", json={"dataset": dataset, "grid": too_many})
+    assert answer.status_code == 422
+    assert f"at most {limit} items" in answer.json()["detail"][0]["msg"]
+
+
+def test_a_sweep_of_an_empty_dataset_is_a_422(client):
+    dataset = client.post("/v1/datasets", data={"name": "empty"}).json()["id"]
+    answer = client.post("/v1/sweeps", json={"dataset": dataset, "grid": ["none"]})
+    assert answer.status_code == 422
+    assert "no volumes" in answer.json()["detail"]

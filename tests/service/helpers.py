@@ -178,9 +178,7 @@ class Stack:
 
     def job_keys(self) -> set[bytes]:
         with self.redis_server.client() as client:
-            return set(client.scan_iter(match="vesselzip:job:*")) | set(
-                client.scan_iter(match="rq:job:*")
-            )
+            return set(client.scan_iter(match="rq:job:*"))
 
 
 def post_job(base_url: str, image: Path, truth: Path | None = None, **form) -> httpx.Response:

@@ -84,6 +84,11 @@ def _declared(shape: tuple[int, ...], dtype, filler_mb: int = 0) -> bytes:
     return out + compressor.flush()
 
 
+def _with_trailer(nbytes: int) -> bytes:
+    """A good plain .nii followed by `nbytes` random bytes."""
+    return nifti(compress=False) + np.random.default_rng(0).bytes(nbytes)
+
+
 def _affine(diagonal=(1.0, 1.0, 1.0), swap: bool = False) -> np.ndarray:
     affine = np.diag([*diagonal, 1.0])
     return affine[[1, 0, 2, 3]] if swap else affine
@@ -134,6 +139,7 @@ CASES: list[Case] = [
     _image("too-many-voxels", "65x64x64 voxels (limit 64^3 in the tests)", lambda: nifti(np.zeros((65, 64, 64), np.int16)), 413, "exceed the limit"),
     _image("declared-huge", "a header declaring 4096^3 voxels, 1 kB of data", lambda: _declared((4096, 4096, 4096), np.int16), 413, "exceed the limit"),
     _image("gzip-bomb", "8^3 voxels, then 200 MB of zeros in 200 kB of gzip", _gzip_bomb, 422, "more data than declared"),
+    _image("nii-trailer", "a plain .nii followed by 2 MiB of random bytes (1 MiB allowed, as after a .nii.gz's voxels)", lambda: _with_trailer(2 << 20), 422, "more data than declared"),
     _image("declared-float64-bomb", "a header declaring 64^3 float64 (2 MiB, over a 1 MiB volume limit), 1 MB of zeros", lambda: _declared((64, 64, 64), np.float64, 1), 413, "VESSELZIP_MAX_VOLUME_BYTES", form={"limit": "max_volume_bytes"}),
     # -- header geometry
     _image("pixdim-nan", "voxel size (pixdim) NaN", lambda: nifti(raw_fields={"pixdim": [1, np.nan, 1, 1, 1, 1, 1, 1]}), 422, "not finite"),
@@ -157,6 +163,7 @@ CASES: list[Case] = [
     _image("truth-sform-nan", "a truth whose sform holds NaN", lambda: nifti(np.zeros(SHAPE, np.uint8), raw_fields={"srow_z": [0, 0, np.nan, 0]}), 422, "truth", part="truth"),
     _image("truth-not-nifti", "a truth that is not NIfTI", lambda: b"not a mask", 422, "truth", part="truth"),
     _image("truth-4d", "a 4D truth", lambda: nifti(np.zeros((8, 8, 8, 2), np.uint8)), 422, "truth", part="truth"),
+    _image("truth-trailer", "a plain .nii truth followed by 2 MiB of random bytes", lambda: _with_trailer(2 << 20), 422, "truth: the file holds far more data than declared", part="truth"),
     # -- form fields
     _image("codec-unknown", "codec=gzip", lambda: GOOD, 422, "unknown codec", form={"codec": "gzip"}),
     _image("codec-negative-rate", "codec=zfp:rate=-1", lambda: GOOD, 422, "rate", form={"codec": "zfp:rate=-1"}),
@@ -166,7 +173,25 @@ CASES: list[Case] = [
     _image("mode-unknown", "mode=fastest", lambda: GOOD, 422, "fastest", form={"codec": "zfp", "mode": "fastest", "value": "1"}),
     _image("value-without-mode", "a value without a mode", lambda: GOOD, 422, "needs a mode", form={"codec": "zfp", "value": "2"}),
     _image("spec-and-mode", "a whole spec and a mode", lambda: GOOD, 422, "not both", form={"codec": "zfp:rate=2", "mode": "rate"}),
+    _image("codec-id-option", "an `id` option that would swap the codec", lambda: GOOD, 422, "'id' is not an option", form={"codec": "zfp:id=none"}),
+    _image("codec-id-swap", "an `id` option turning `none` into zfp", lambda: GOOD, 422, "'id' is not an option", form={"codec": "none:id=zfp+mode=rate+value=2"}),
+    _image("mode-id", "`id` as the mode field", lambda: GOOD, 422, "'id' is not an option", form={"codec": "zfp", "mode": "id", "value": "none"}),
+    _image("codec-duplicate-key", "one option twice", lambda: GOOD, 422, "given twice", form={"codec": "zfp:rate=2+rate=3"}),
+    _image("codec-mode-twice", "a mode as key and as mode=", lambda: GOOD, 422, "one zfp mode", form={"codec": "zfp:rate=2+mode=tolerance"}),
+    _image("codec-value-twice", "a mode's value as rate= and as value=", lambda: GOOD, 422, "not as a separate value", form={"codec": "zfp:rate=2+value=3"}),
+    _image("reversible-with-value", "a value for the reversible mode", lambda: GOOD, 422, "takes no value", form={"codec": "zfp:reversible=1"}),
+    _image("mode-reversible-with-value", "mode reversible with a value", lambda: GOOD, 422, "takes no value", form={"codec": "zfp", "mode": "reversible", "value": "1"}),
+    _image("codec-arabic-digit", "a rate in Arabic-Indic digits (int() reads it as 3)", lambda: GOOD, 422, "numeric value", form={"codec": "zfp:rate=\u0663"}),
+    _image("value-underscore", "a value with an underscore (int() reads 1_6 as 16)", lambda: GOOD, 422, "numeric value", form={"codec": "zfp", "mode": "rate", "value": "1_6"}),
+    _image("codec-inf-word", "a tolerance of `inf`", lambda: GOOD, 422, "numeric value", form={"codec": "zfp:tolerance=inf"}),
+    _image("codec-100k", "a codec field of 100 000 characters (the answer quotes 80)", lambda: GOOD, 422, "unknown codec", form={"codec": "x" * 100_000}),
+    _image("value-100k", "a value field of 100 000 characters (the answer quotes 80)", lambda: GOOD, 422, "numeric value", form={"codec": "zfp", "mode": "rate", "value": "x" * 100_000}),
     _image("model-unknown", "model=resnet-9000", lambda: GOOD, 422, "unknown model", form={"model": "resnet-9000"}),
+    _image("model-not-loadable", "model=mvn-checkpoint with no checkpoint configured (no worker can load it)", lambda: GOOD, 422, "unknown model", form={"model": "mvn-checkpoint"}),
+    _image("too-thin-1x64x64", "a 1x64x64 volume for mvn-small", lambda: nifti(np.full((1, 64, 64), 100, np.int16)), 422, "at least 4 voxels along every axis", form={"model": "mvn-small"}),
+    _image("too-thin-64x64x1", "a 64x64x1 volume for mvn-small", lambda: nifti(np.full((64, 64, 1), 100, np.int16)), 422, "at least 4 voxels along every axis", form={"model": "mvn-small"}),
+    _image("too-small-2x2x2", "a 2x2x2 volume for mvn-small", lambda: nifti(np.full((2, 2, 2), 100, np.int16)), 422, "at least 4 voxels along every axis", form={"model": "mvn-small"}),
+    _image("a-line-1x1x32767", "a 1x1x32767 volume for mvn-small-heads", lambda: nifti(np.full((1, 1, 32767), 100, np.int16)), 422, "at least 4 voxels along every axis", form={"model": "mvn-small-heads"}),
 ]  # fmt: skip
 
 BY_ID = {case.id: case for case in CASES}
@@ -234,14 +259,23 @@ FAULTS: list[dict[str, str]] = [
     _fault("cancelled job stuck in native code", "DELETE while the Frangi filter computes for minutes without a progress report", "200 `cancelled`", "its blob, truth, mask and result removed; never retried", "exits (status 75) about 3.5 s after the DELETE; restarted by its supervisor, it takes the next job", "test_cancel_stops_a_job_stuck_in_a_long_native_call"),
     _fault("transient store fault", "a stored blob unreadable (a folder), 2 retries, backoff 2 s", "`queued` between attempts, then `failed` with the reason (attempt 3/3) and a note per retry", "the failure recorded", "free; attempts about 2 s and 4 s apart", "test_retries_wait_a_growing_backoff"),
     _fault("scheduler's worker killed", "SIGKILL to the worker holding RQ's scheduler during a job", "`finished` on attempt 2", "nothing lost", "its scheduler stops with it; another worker takes over and runs the retry", "test_retry_runs_when_the_worker_running_the_scheduler_dies"),
-    _fault("store stops taking writes mid-job", "files where masks/ and results/ go", "`failed` with the store's reason and a note that the result could not be written; a corrupt-blob job fails at once", "the outcome in Redis (with its TTL); the results/ copy cannot be written", "free for the next job", "test_failures_are_recorded_when_the_store_cannot_write"),
-    _fault("jobs this version cannot read", "a record with an invalid spec, an RQ payload that is not JSON, an RQ entry RQ cannot load", "`failed`: the job cannot be read by this version; not retried", "record failed with its TTL", "keeps running, finishes the next job", "test_jobs_the_worker_cannot_read_fail_with_a_reason"),
+    _fault("store stops taking writes mid-job", "files where masks/ and results/ go", "`failed` with the store's reason and a note that the result could not be written; a corrupt-blob job fails at once", "the outcome in RQ's job (its meta, with its TTL); the results/ copy cannot be written", "free for the next job", "test_failures_are_recorded_when_the_store_cannot_write"),
+    _fault("jobs this version cannot read", "an RQ job whose spec is invalid, one whose payload is not JSON, one whose entry RQ cannot load", "`failed`: the job cannot be read by this version; not retried; the last one answers so too and its DELETE takes it out of its queue", "RQ's job ended, with its TTL; the last one removed", "keeps running, finishes the next job", "test_jobs_the_worker_cannot_read_fail_with_a_reason"),
+    # -- a job's life in Redis
+    _fault("failed jobs deleted", "a job cancelled in its queue, one finished, one failed at once (corrupt blob), one failed after its retry (I/O fault); then DELETE of each ended one", "`cancelled`, `finished`, `failed`, `failed` (attempt 2/2); then 200 and 404", "every key and registry entry RQ holds of an ended job expires within `VESSELZIP_RECORD_TTL_S`; after DELETE nothing of it is left in Redis or the store; the cancelled one's canceled-registry entry goes once its data expired", "free for the next job", "test_what_rq_keeps_of_a_job_expires_and_deleting_it_leaves_nothing"),
+    _fault("input the model cannot process", "a float64 volume of ±1e308 for `frangi` (its eigen-solver fails), 2 retries allowed", "`failed` at attempt 1: the reason and `not retried`", "the failure in results/", "free for the next job", "test_a_failure_the_same_input_would_repeat_is_not_retried"),
+    _fault("volumes and models a worker cannot take", "1×64×64, 64×64×1, 2×2×2 and 1×1×200 volumes for `mvn-small`; `mvn-checkpoint` without a checkpoint", "422 at upload: `at least 4 voxels along every axis` / `no worker offers it`; `GET /v1/models` lists only what loaded", "nothing", "never sees them", "test_input_a_model_cannot_take_is_refused_at_upload"),
     # -- the embedded service (`vesselzip serve`)
     _fault("serve's worker killed", "SIGKILL to a worker of `vesselzip serve`", "ready again within seconds", "nothing lost", "replaced by serve", "test_serve_restarts_a_killed_worker_and_stops_everything_on_ctrl_c"),
     _fault("serve stopped by SIGTERM", "SIGTERM to `vesselzip serve`", "the service goes away", "data kept; no temp folder", "workers and embedded Redis stop with it", "test_serve_stops_its_workers_and_redis_on_sigterm"),
     _fault("embedded Redis killed", "SIGKILL to serve's redis-server", "`/v1/ready` 503 for a second or two, then 200; a job posted afterwards finishes", "nothing lost (append-only file, same socket)", "reconnects by itself; serve started Redis again", "test_serve_restarts_its_killed_embedded_redis_at_the_same_url"),
     _fault("serve killed", "SIGKILL to `vesselzip serve` (a store path too long for a socket, so the temp-folder fallback is used)", "the service goes away", "Redis saved and stopped by its keeper; no temp folder left", "exits within seconds; no process of that serve remains", "test_nothing_outlives_a_sigkilled_serve"),
     _fault("serve stopped normally", "SIGTERM to a gateway-only `vesselzip serve`", "the service goes away", "data kept in the store's redis/ folder; no temp folder", "none started", "test_a_normal_stop_leaves_no_temp_folder"),
+    # -- datasets under racing requests and caps
+    _fault("adds racing for one volume name", "two different 64³ volumes added at once under one name, 5 rounds", "one 201, one 409; the volume's `image_sha256` is the winner's", "the winner's image only", "never sees it", "test_two_adds_under_one_volume_name_give_one_201_and_one_409"),
+    _fault("dataset deleted during adds", "4 adds at once and a DELETE 0–100 ms later, 8 rounds; then the dataset's `Idempotency-Key` again", "each add 201 (counted in `volumes_deleted`) or 404; the key then makes a new, empty dataset (201)", "nothing of the dataset, its adds or its index entry", "never sees it", "test_a_dataset_deleted_during_adds_leaves_nothing_and_its_key_brings_nothing_back"),
+    _fault("over the volume and sweep-job caps", "3 images in one create, a third add, a sweep of 6 jobs (caps: 2 volumes, 4 jobs)", "422 naming `VESSELZIP_MAX_DATASET_VOLUMES` / `VESSELZIP_MAX_SWEEP_JOBS`; 4 jobs: 202", "nothing of a refused request", "never sees a refused sweep", "test_volume_and_sweep_job_caps_are_422s_that_name_the_limit"),
+    _fault("adds racing for the last place", "4 adds at once to a dataset one volume under its cap", "one 201, three 422", "exactly the cap", "never sees it", "test_adds_racing_for_the_last_place_never_pass_the_volume_cap"),
 ]  # fmt: skip
 
 

@@ -53,6 +53,7 @@ def test_hostile_upload_is_refused_with_a_json_4xx(
     url = small_volume_limit_gateway if case.form.get("limit") else service.base_url
     response = httpx.post(f"{url}/v1/jobs", files=files, data=form, timeout=60)
     assert response.status_code == case.status, response.text
+    assert len(response.content) < 2048  # what was sent is quoted in part only
     detail = response.json()["detail"]
     assert isinstance(detail, str) and case.detail in detail, detail
     if case.part == "image" and not case.form:

@@ -289,7 +289,7 @@ def test_sweep_requests_that_are_refused(service, paper_sweep):
     assert post({"dataset": "not-an-id"}).status_code == 422
     empty = httpx.post(f"{base}/v1/datasets", data={"name": "empty"}, timeout=30).json()
     response = post({"dataset": empty["id"]})
-    assert response.status_code == 400 and "no volumes" in response.json()["detail"]
+    assert response.status_code == 422 and "no volumes" in response.json()["detail"]
     assert httpx.get(f"{base}/v1/sweeps/{'0' * 32}", timeout=10).status_code == 404
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import threading
 
 import pytest
@@ -62,3 +64,45 @@ def test_put_file_moves_a_spooled_upload(tmp_path):
     assert not path.exists()
     assert store.get_bytes("truth/t.nii.gz") == b"volume"
     assert list(store.keys()) == ["truth/t.nii.gz"]  # tmp/ is not listed
+
+
+def test_a_write_makes_its_folder_again_when_a_prune_removed_it(tmp_path, monkeypatch):
+    # A dataset deleted while a volume is uploaded prunes its empty folders; the upload
+    # may have made its folder just before, and must not fail for it.
+    store = LocalStore(tmp_path)
+    make_temp = tempfile.mkstemp
+    pruned = []
+
+    def prune_first(*args, **kwargs):
+        if not pruned:  # between making the folder and the temp file in it
+            pruned.append(True)
+            store.prune("datasets")
+        return make_temp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", prune_first)
+    store.put_bytes("datasets/d/images/a.nii", b"volume")
+    assert pruned and store.get_bytes("datasets/d/images/a.nii") == b"volume"
+
+
+def test_prunes_racing_each_other_never_fail(tmp_path):
+    # Requests that fail on a dataset deleted under them each prune its folders.
+    store = LocalStore(tmp_path)
+    errors: list[Exception] = []
+
+    def make_and_prune() -> None:
+        try:
+            for _ in range(300):
+                with contextlib.suppress(OSError):  # another thread's prune races this too
+                    (tmp_path / "datasets/d/images/a/b").mkdir(parents=True, exist_ok=True)
+                store.prune("datasets/d")
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=make_and_prune) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    store.prune("datasets")
+    assert not (tmp_path / "datasets").exists()

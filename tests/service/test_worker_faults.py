@@ -3,7 +3,6 @@ do not, jobs that run too long: every job ends finished or failed with a reason.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -11,6 +10,8 @@ import httpx
 from rq import Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
+
+from vesselzip_queue import queues
 
 from .helpers import post_job, wait_for_job, wait_until
 
@@ -211,14 +212,16 @@ def test_retries_wait_a_growing_backoff(private_stack, phantoms):
     blob.mkdir()  # the store cannot read it: an I/O fault, retried
     stack.start_worker()
 
-    starts: list[float] = []  # each attempt's start, as the worker recorded it
+    starts: list[float] = []  # each attempt's start, as RQ recorded it
     with stack.redis_server.client() as client:
 
         def failed() -> bool:
-            started, state = client.hmget(f"vesselzip:job:{job_id}", "started_at", "state")
-            if started and (not starts or float(started) != starts[-1]):
-                starts.append(float(started))
-            return state == b"failed"
+            rq_job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
+            started = rq_job.started_at.timestamp() if rq_job.started_at else None
+            # RQ writes an attempt's start twice, milliseconds apart: count it once.
+            if started and (not starts or started - starts[-1] > 0.5):
+                starts.append(started)
+            return rq_job.get_status(refresh=False) == "failed"
 
         wait_until(failed, 90, "the job to fail", interval_s=0.02)
     body = state_of(stack, job_id)
@@ -294,47 +297,54 @@ def test_failures_are_recorded_when_the_store_cannot_write(private_stack, phanto
     assert bad["error"].startswith("decompress failed:") and "checksum" in bad["error"]
     assert len(bad["notes"]) == 1 and "could not be written to the store" in bad["notes"][0]
 
-    # Both records ended: they expire like any ended record (none left "running").
+    # Both ended in RQ, and everything RQ keeps of them expires (none left "running").
     with stack.redis_server.client() as client:
         for job_id in (good, corrupt):
-            assert client.hget(f"vesselzip:job:{job_id}", "state") == b"failed"
-            assert client.ttl(f"vesselzip:job:{job_id}") > 0
+            kept = queues.rq_keys_of(job_id, client)
+            assert f"rq:job:{job_id}" in kept, kept
+            assert all(seconds > 0 for seconds in kept.values()), kept
 
 
 def test_jobs_the_worker_cannot_read_fail_with_a_reason(private_stack, phantoms):
     stack = private_stack
     stack.start_gateway()
     image, truth = phantoms[0]
-    # Three queued jobs as another version, or damage, could leave them: a spec this
-    # version rejects, an RQ payload that is not JSON, an RQ entry RQ cannot load.
+    # Queued jobs as another version, or damage, could leave them: a spec this version
+    # rejects, an RQ payload that is not JSON; and one whose RQ entry RQ cannot load.
     bad_spec, bad_payload, bad_entry = (
         post_job(stack.base_url, image, truth).json()["id"] for _ in range(3)
     )
     with stack.redis_server.client() as client:
-        spec = json.loads(client.hget(f"vesselzip:job:{bad_spec}", "spec"))
-        spec["image"] = {"shape": "a cube"}
-        client.hset(f"vesselzip:job:{bad_spec}", "spec", json.dumps(spec))
         rq_job = Job.fetch(bad_spec, connection=client, serializer=JSONSerializer)
-        assert rq_job.args  # loads the payload, which is then written again
+        spec = dict(rq_job.args[0])
+        spec["image"] = {"shape": "a cube"}
         rq_job.args = [spec]
         rq_job.save()
         client.hset(f"rq:job:{bad_payload}", "data", b"\x00 not json")
         client.hset(f"rq:job:{bad_entry}", "status", "from-a-newer-rq")
 
     # The gateway answers (no 500) and already says why.
-    for job_id in (bad_spec, bad_entry):
+    for job_id in (bad_spec, bad_payload, bad_entry):
         response = httpx.get(f"{stack.base_url}/v1/jobs/{job_id}", timeout=10)
         assert response.status_code == 200, response.text
         assert response.json()["state"] == "failed" and response.json()["error"]
+    # One RQ cannot load is taken out by its owner (RQ would stop a worker on it).
+    assert httpx.delete(f"{stack.base_url}/v1/jobs/{bad_entry}", timeout=10).status_code == 200
 
     worker = stack.start_worker()
-    for job_id in (bad_spec, bad_payload, bad_entry):
+    for job_id in (bad_spec, bad_payload):
         body = wait_for_job(stack.base_url, job_id)
         assert body["state"] == "failed" and "cannot be read" in body["error"], body
         assert body["notes"] == [] and body["attempts"] <= 1, body  # not retried
     with stack.redis_server.client() as client:
-        for job_id in (bad_spec, bad_payload, bad_entry):
-            assert client.ttl(f"vesselzip:job:{job_id}") > 0  # ended: expires
+        for job_id in (bad_spec, bad_payload):  # once the worker had them, all expires
+
+            def expiring(job_id=job_id) -> bool:
+                kept = queues.rq_keys_of(job_id, client)
+                return bool(kept) and all(seconds > 0 for seconds in kept.values())
+
+            wait_until(expiring, 30, "the unreadable job to end in RQ")
+        assert not queues.rq_keys_of(bad_entry, client)
 
     # The worker is still there and takes the next job.
     good = wait_for_job(stack.base_url, post_job(stack.base_url, image, truth).json()["id"])

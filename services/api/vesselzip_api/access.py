@@ -11,9 +11,15 @@ from vesselzip.settings import Settings
 from vesselzip_api.errors import ForbiddenError
 
 
+def sees_everything(settings: Settings) -> bool:
+    """Whether every caller may see everything (the API is open): listings then show
+    every owner's datasets and sweeps, else only the caller's."""
+    return not settings.api_key_set
+
+
 def may_access(settings: Settings, owner: str | None, caller: str | None) -> bool:
     """Whether `caller` (an owner id, None on an open API) may see what `owner` made."""
-    return not settings.api_key_set or (owner is not None and owner == caller)
+    return sees_everything(settings) or (owner is not None and owner == caller)
 
 
 def check_access(settings: Settings, owner: str | None, caller: str | None, what: str) -> None:

@@ -3,26 +3,30 @@ and list datasets, delete them. Routes only parse the request and call this."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import datetime, timezone
 
 from redis import Redis
+from redis.lock import Lock
 
 from vesselzip.datasets import (
     Dataset,
     DatasetEntry,
     VolumeEntry,
     add_volume,
+    count_volumes,
     create_dataset,
     dataset_id_for,
     delete_dataset,
     list_datasets,
     load_dataset,
+    load_dataset_entry,
 )
-from vesselzip.errors import VesselzipError
+from vesselzip.errors import LimitExceededError, NotFoundError, VesselzipError
 from vesselzip.settings import Settings
 from vesselzip.store import BlobStore
-from vesselzip_api.access import check_access, may_access
+from vesselzip_api.access import check_access, sees_everything
 from vesselzip_api.job_service import Upload
 from vesselzip_api.sweep_schemas import (
     DatasetDeleted,
@@ -35,6 +39,9 @@ from vesselzip_api.sweep_service import SweepService
 
 # How long one dataset request may hold its idempotency key (and another may wait).
 _CREATE_LOCK_S = 600
+# How long writing a dataset's entries or deleting its files may hold the dataset (and
+# another request wait for it): seconds for the largest dataset.
+_COMMIT_LOCK_S = 120
 
 
 class DatasetService:
@@ -70,6 +77,11 @@ class DatasetService:
                 f"{len(images)} image(s) but {len(truths)} truth(s): give one truth per "
                 "image (in the same order) or none"
             )
+        if len(images) > self.settings.max_dataset_volumes:  # refused before reading any
+            raise LimitExceededError(
+                f"{len(images)} images, more than VESSELZIP_MAX_DATASET_VOLUMES "
+                f"({self.settings.max_dataset_volumes}) allows in a dataset"
+            )
         if not idempotency_key:
             return self._create(name, images, truths, owner, None, base_url)
         # One request at a time per key: a second one waits, then gets the whole dataset.
@@ -87,7 +99,11 @@ class DatasetService:
         base_url: str,
     ) -> tuple[DatasetInfo, bool]:
         dataset, created = create_dataset(
-            self.store, name=name, owner=owner, idempotency_key=idempotency_key
+            self.store,
+            name=name,
+            owner=owner,
+            idempotency_key=idempotency_key,
+            lock=self._lock,
         )
         if not created:
             self._authorize(dataset, owner)
@@ -96,7 +112,8 @@ class DatasetService:
             for i, image in enumerate(images):
                 self._add(dataset.id, image, truths[i] if truths else None, name=None)
         except BaseException:
-            delete_dataset(self.store, dataset.id)
+            with contextlib.suppress(NotFoundError):  # a DELETE came first
+                delete_dataset(self.store, dataset.id, lock=self._lock)
             raise
         return self._info(load_dataset(self.store, dataset.id), base_url), True
 
@@ -109,7 +126,7 @@ class DatasetService:
         name: str | None,
         owner: str | None,
     ) -> VolumeInfo:
-        self._authorize(load_dataset(self.store, dataset_id), owner)
+        self._authorize(load_dataset_entry(self.store, dataset_id), owner)
         if not image.given:
             raise VesselzipError("the request has no image file")
         return _volume_info(self._add(dataset_id, image, truth, name=name))
@@ -129,7 +146,22 @@ class DatasetService:
                 filename=image.filename,
                 max_voxels=self.settings.max_voxels,
                 max_volume_bytes=self.settings.max_volume_bytes,
+                max_volumes=self.settings.max_dataset_volumes,
+                lock=self._lock,
             )
+
+    def _lock(self, dataset_id: str) -> Lock:
+        """Held while a dataset's entry or a volume's entry is written, or the dataset
+        deleted; the uploads themselves are stored before, under keys of their own.
+        A Redis lock (SET NX) rather than an exclusive create in the store: it asks
+        nothing of the store beyond put, list and delete, so it serves an S3 store as
+        well as a folder, and one lock orders all three races on a dataset: one volume
+        name added twice, the volume cap, and a deletion during an upload."""
+        return self.redis.lock(
+            f"vesselzip:dataset-commit:{dataset_id}",
+            timeout=_COMMIT_LOCK_S,
+            blocking_timeout=_COMMIT_LOCK_S,
+        )
 
     # -- read -------------------------------------------------------------------
     def get(self, dataset_id: str, owner: str | None, base_url: str) -> DatasetInfo:
@@ -138,11 +170,11 @@ class DatasetService:
         return self._info(dataset, base_url)
 
     def list(self, owner: str | None, base_url: str) -> DatasetList:
+        entries = list_datasets(self.store, owner, everyone=sees_everything(self.settings))
         return DatasetList(
             datasets=[
-                self._summary(entry, base_url, len(load_dataset(self.store, entry.id).volumes))
-                for entry in list_datasets(self.store)
-                if may_access(self.settings, entry.owner, owner)
+                self._summary(entry, base_url, count_volumes(self.store, entry.id))
+                for entry in entries
             ]
         )
 
@@ -150,13 +182,13 @@ class DatasetService:
     def delete(self, dataset_id: str, owner: str | None) -> DatasetDeleted:
         """Cancel the unfinished jobs of sweeps over the dataset, then remove it. The
         results of finished jobs (and so the sweeps' tables) stay."""
-        self._authorize(load_dataset(self.store, dataset_id), owner)
+        self._authorize(load_dataset_entry(self.store, dataset_id), owner)
         cancelled = self.sweeps.cancel_dataset_jobs(dataset_id, owner)
-        removed = delete_dataset(self.store, dataset_id)
+        removed = delete_dataset(self.store, dataset_id, lock=self._lock)
         return DatasetDeleted(id=dataset_id, volumes_deleted=removed, jobs_cancelled=cancelled)
 
     # -- views ------------------------------------------------------------------
-    def _authorize(self, dataset: Dataset, owner: str | None) -> None:
+    def _authorize(self, dataset: DatasetEntry, owner: str | None) -> None:
         check_access(self.settings, dataset.owner, owner, f"dataset {dataset.id}")
 
     def _summary(self, entry: DatasetEntry, base_url: str, n_volumes: int) -> DatasetSummary:

@@ -26,3 +26,9 @@ class ServiceUnavailableError(VesselzipError):
     """Redis cannot be reached right now."""
 
     http_status = 503
+
+
+class EmptyDatasetError(VesselzipError):
+    """A sweep over a dataset that has no volumes yet: nothing to run."""
+
+    http_status = 422

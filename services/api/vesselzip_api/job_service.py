@@ -12,8 +12,15 @@ from typing import Any, BinaryIO
 
 from redis import Redis
 
-from vesselzip.errors import InvalidCodecConfigError, ModelNotAvailableError, NotFoundError
+from vesselzip.errors import (
+    InvalidCodecConfigError,
+    InvalidVolumeError,
+    ModelNotAvailableError,
+    NotFoundError,
+    quoted,
+)
 from vesselzip.jobs import (
+    ImageInfo,
     JobOutcome,
     JobResult,
     JobSpec,
@@ -26,13 +33,22 @@ from vesselzip.jobs import (
     prepare_truth,
     truth_key,
 )
+from vesselzip.model_info import ModelInfo
 from vesselzip.settings import Settings
 from vesselzip.store import BlobStore
 from vesselzip_api.access import check_access
 from vesselzip_api.errors import JobNotReadyError
-from vesselzip_api.schemas import JobCreated, JobDeleted, JobLinks, JobStatus, StageSeconds
+from vesselzip_api.schemas import (
+    JobCreated,
+    JobDeleted,
+    JobLinks,
+    JobStatus,
+    ModelList,
+    StageSeconds,
+)
 from vesselzip_queue import queues
-from vesselzip_queue.records import JobRecord, JobRecords
+from vesselzip_queue.catalog import offered_models
+from vesselzip_queue.queues import QueuedJob
 
 
 @dataclass
@@ -70,7 +86,9 @@ def codec_config(codec: str, mode: str | None, value: str | None) -> dict[str, A
             )
         return parse_codec_spec(codec)
     if value and not mode:
-        raise InvalidCodecConfigError(f"a value ({value}) needs a mode (e.g. rate, tolerance)")
+        raise InvalidCodecConfigError(
+            f"a value ({quoted(value)}) needs a mode (e.g. rate, tolerance)"
+        )
     options = {mode.strip(): value.strip() if value else None} if mode else {}
     return codec_config_from_options(codec, options)
 
@@ -80,7 +98,6 @@ class JobService:
         self.settings = settings
         self.redis = connection
         self.store = store
-        self.records = JobRecords(connection, ttl_s=settings.record_ttl_s)
         # Compressing holds a few copies of a volume in memory: bound how many at once.
         self._compress_slots = threading.BoundedSemaphore(settings.upload_concurrency)
 
@@ -99,7 +116,8 @@ class JobService:
     ) -> JobCreated:
         """Validate and compress the upload, store blob and truth, queue the job.
         Nothing is stored unless every check passed."""
-        model = self.check_model(model or self.settings.default_model)
+        model = model or self.settings.default_model
+        offered = self.check_model(model)
         queue = queue or self.settings.default_queue
         job_id = new_job_id()
         stored: list[str] = []
@@ -116,6 +134,8 @@ class JobService:
                     max_voxels=self.settings.max_voxels,
                     max_volume_bytes=self.settings.max_volume_bytes,
                 )
+                name = compressed.image.filename
+                check_input(offered, compressed.image, f"image ({name})" if name else "image")
                 truth_bytes = None
                 if truth is not None and truth.given:
                     truth_bytes = prepare_truth(
@@ -145,7 +165,7 @@ class JobService:
                 compression=compressed.compression,
                 stage_seconds={"upload": upload_s, "compress": compress_s},
             )
-            self.submit(spec, queue)
+            self.submit([spec], queue)
         except BaseException:
             for key in stored:
                 self.store.delete(key)
@@ -158,27 +178,34 @@ class JobService:
             links=_links(base_url, job_id),
         )
 
-    def check_model(self, name: str) -> str:
-        """Refuse a model no worker offers. Before any worker has announced its models
-        every name is accepted; a worker then fails the job with the reason."""
-        names = queues.known_models(self.redis)
-        if names and name not in names:
+    def check_model(self, name: str) -> ModelInfo | None:
+        """What the workers say of model `name`; ModelNotAvailableError when none offers
+        it (each worker offers only what it loaded). While no worker offers anything,
+        every name is accepted (None): the job waits for a worker, which fails it at
+        once with the reason if it cannot take it."""
+        offered = offered_models(self.redis)
+        if offered and name not in offered:
             raise ModelNotAvailableError(
-                f"unknown model {name!r}; available: {', '.join(sorted(names))}"
+                f"unknown model {quoted(name)}: no worker offers it; available: "
+                f"{', '.join(sorted(offered))}"
             )
-        return name
+        return offered.get(name)
 
-    def submit(self, spec: JobSpec, queue: str) -> None:
-        """Queue a job whose inputs are already in the store (uploads, and later sweeps
-        over stored datasets, both end here)."""
-        queues.enqueue(spec, queue=queue, connection=self.redis, settings=self.settings)
+    def models(self) -> ModelList:
+        offered = offered_models(self.redis)
+        return ModelList(models=[offered[name] for name in sorted(offered)])
+
+    def submit(self, specs: list[JobSpec], queue: str) -> None:
+        """Queue jobs whose inputs are already in the store (an upload's, a sweep's over
+        a stored dataset: both end here)."""
+        queues.enqueue(specs, queue=queue, connection=self.redis, settings=self.settings)
 
     # -- read -------------------------------------------------------------------
     def status(self, job_id: str, owner: str | None, base_url: str) -> JobStatus:
-        outcome, record = self._find(job_id, owner)
-        if record is None or outcome.result is not None:
-            return self._view_of_result(_result(outcome), base_url, record=record)
-        return self._view_of_record(record, outcome, base_url)
+        outcome, queued = self._find(job_id, owner)
+        if queued is None or outcome.result is not None:
+            return self._view_of_result(_result(outcome), base_url, queued=queued)
+        return self._view_of_queued(queued, outcome, base_url)
 
     def mask_path(self, job_id: str, owner: str | None) -> Path:
         outcome, _ = self._find(job_id, owner)
@@ -200,77 +227,76 @@ class JobService:
             raise NotFoundError(f"job {job_id} was already cancelled")
         running = not outcome.ended
         if running:
-            self.records.cancel(job_id)  # the worker sees this at its next progress report
-            queues.cancel(job_id, self.redis)
+            queues.cancel(job_id, self.redis)  # a running job stops at its next report
         else:
-            self.records.delete(job_id)
+            queues.delete(job_id, self.redis)
         delete_job_data(self.store, list(spec.owned_keys), job_id)
         return JobDeleted(id=job_id, previous_state=outcome.state, cancelled=running)
 
     # -- helpers ----------------------------------------------------------------
-    def _find(self, job_id: str, caller: str | None) -> tuple[JobOutcome, JobRecord | None]:
+    def _find(self, job_id: str, caller: str | None) -> tuple[JobOutcome, QueuedJob | None]:
         """The job wherever it is (queues.find_job), if `caller` may see it."""
-        outcome, record = queues.find_job(job_id, self.redis, self.store)
-        owned_by = record.spec.owner if record is not None else _result(outcome).owner
+        outcome, queued = queues.find_job(job_id, self.redis, self.store)
+        owned_by = queued.spec.owner if queued is not None else _result(outcome).owner
         check_access(self.settings, owned_by, caller, "this job")
-        return outcome, record
+        return outcome, queued
 
     def _find_with_spec(
         self, job_id: str, caller: str | None
-    ) -> tuple[JobOutcome, JobRecord | None, JobSpec | JobResult]:
+    ) -> tuple[JobOutcome, QueuedJob | None, JobSpec | JobResult]:
         """As _find, plus what names the job's stored keys: its spec, else its result."""
-        outcome, record = self._find(job_id, caller)
-        return outcome, record, record.spec if record is not None else _result(outcome)
+        outcome, queued = self._find(job_id, caller)
+        return outcome, queued, queued.spec if queued is not None else _result(outcome)
 
-    def _view_of_record(self, record: JobRecord, state: JobOutcome, base_url: str) -> JobStatus:
-        spec = record.spec
+    def _view_of_queued(self, queued: QueuedJob, state: JobOutcome, base_url: str) -> JobStatus:
+        spec = queued.spec
         seconds = dict(spec.stage_seconds)
         now = time.time()
-        if state.state == JobState.QUEUED and record.queued_at:
-            seconds["queue_wait"] = now - record.queued_at
-        elif record.started_at and record.queued_at:
-            seconds["queue_wait"] = max(0.0, record.started_at - record.queued_at)
+        if state.state == JobState.QUEUED and queued.queued_at:
+            seconds["queue_wait"] = now - queued.queued_at
+        elif queued.started_at and queued.queued_at:
+            seconds["queue_wait"] = max(0.0, queued.started_at - queued.queued_at)
         return JobStatus(
             id=spec.job_id,
             url=_job_url(base_url, spec.job_id),
             state=state.state,
-            queue=record.queue,
+            queue=queued.queue,
             position=state.position,
-            progress=record.progress if state.state == JobState.RUNNING else 0.0,
-            stage=record.stage if not state.ended else None,
-            attempts=record.attempts,
-            max_attempts=record.max_attempts,
+            progress=queued.progress if state.state == JobState.RUNNING else 0.0,
+            stage=queued.stage if not state.ended else None,
+            attempts=queued.attempts,
+            max_attempts=queued.max_attempts,
             model=spec.model,
             codec=spec.codec,
             image=spec.image.model_dump(),
             has_truth=spec.truth_key is not None,
             created_at=_when(spec.created_at),
-            started_at=_when(record.started_at),
-            finished_at=_when(record.finished_at),
+            started_at=_when(queued.started_at),
+            finished_at=_when(queued.finished_at),
             stage_seconds=StageSeconds(**seconds),
             compression=spec.compression,
             error=state.error,
-            notes=record.notes,
+            notes=queued.notes,
             links=_links(base_url, spec.job_id),
         )
 
     def _view_of_result(
-        self, result: JobResult, base_url: str, record: JobRecord | None = None
+        self, result: JobResult, base_url: str, queued: QueuedJob | None = None
     ) -> JobStatus:
         return JobStatus(
             id=result.job_id,
             url=_job_url(base_url, result.job_id),
             state=result.state,
-            queue=record.queue if record else None,
+            queue=queued.queue if queued else None,
             progress=1.0 if result.state == JobState.FINISHED else 0.0,
             attempts=result.attempts,
-            max_attempts=record.max_attempts if record else result.attempts,
+            max_attempts=queued.max_attempts if queued else result.attempts,
             model=result.model,
             codec=result.codec,
             image=result.image.model_dump(),
             has_truth=result.has_truth,
             created_at=_when(result.created_at),
-            started_at=_when(record.started_at) if record else None,
+            started_at=_when(queued.started_at) if queued else None,
             finished_at=_when(result.finished_at),
             stage_seconds=StageSeconds(**result.stage_seconds),
             compression=result.compression,
@@ -281,9 +307,16 @@ class JobService:
         )
 
 
+def check_input(model: ModelInfo | None, image: ImageInfo, what: str) -> None:
+    """Refuse a volume the model cannot take, before anything is stored or queued."""
+    refusal = model.refusal(image.shape, image.spacing) if model is not None else None
+    if refusal is not None:
+        raise InvalidVolumeError(f"{what}: {refusal}")
+
+
 def _result(outcome: JobOutcome) -> JobResult:
-    if outcome.result is None:  # find_job gives a result whenever there is no record
-        raise NotFoundError("the job has neither a record nor a result")
+    if outcome.result is None:  # find_job gives a result whenever RQ has not the job
+        raise NotFoundError("the job has neither a queue entry nor a result")
     return outcome.result
 
 

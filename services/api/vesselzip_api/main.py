@@ -7,23 +7,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
+from typing import Any
 
 import redis
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vesselzip import __version__
-from vesselzip.errors import VesselzipError
+from vesselzip import __version__, index
+from vesselzip.datasets import index_existing_datasets
+from vesselzip.errors import QUOTE_LIMIT, VesselzipError, shortened
 from vesselzip.settings import Settings, get_settings
 from vesselzip.store import open_store
+from vesselzip.sweeps import index_existing_sweeps
 from vesselzip_api.dataset_service import DatasetService
 from vesselzip_api.job_service import JobService
 from vesselzip_api.monitoring import Probe, metrics_registry
-from vesselzip_api.routers import datasets, health, jobs, metrics, sweeps
+from vesselzip_api.routers import datasets, health, jobs, metrics, models, sweeps
 from vesselzip_api.sweep_service import SweepService
 from vesselzip_queue import queues
 
@@ -34,6 +40,11 @@ Post a 3D angiography volume (NIfTI) with a compression setting; the gateway sto
 ZFP-compressed and queues a segmentation job. Workers decompress it, segment the vessels
 and, when a ground-truth mask came with it, score the mask (Dice, IoU, ...).
 """
+#: The longest `detail` an error answer carries. Messages quote at most QUOTE_LIMIT
+#: characters of an input; this also bounds any that repeat more (a file name, say).
+MAX_DETAIL_CHARS = 1000
+#: Validation errors one answer lists (a long list may give one per item).
+MAX_VALIDATION_ERRORS = 20
 
 
 class RequestBodyGuard:
@@ -126,6 +137,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.metrics_registry = metrics_registry(settings, connection)
         # Import the codec stack now rather than during the first upload.
         await run_in_threadpool(_import_codecs)
+        # A store from before the owner index: index it once (a scan of the store).
+        await run_in_threadpool(
+            index.build_once, store, index_existing_datasets, index_existing_sweeps
+        )
         reaper = asyncio.create_task(_reap_forever(connection, settings.reaper_interval_s))
         try:
             yield
@@ -150,12 +165,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     app.include_router(sweeps.router)
+    app.include_router(models.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
 
     @app.exception_handler(VesselzipError)
     async def vesselzip_error(request: Request, exc: VesselzipError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+        detail = shortened(str(exc), MAX_DETAIL_CHARS)
+        return JSONResponse({"detail": detail}, status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's list shape, but what the caller sent is only quoted in part: a
+        # 100 kB field must not come back whole.
+        errors = [_bounded_error(error) for error in exc.errors()[:MAX_VALIDATION_ERRORS]]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -169,8 +193,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def busy(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(
             {
-                "detail": "another request with the same idempotency key is still running; "
-                "try again when it has finished"
+                "detail": "another request with the same idempotency key, or on the same "
+                "dataset, is still running; try again when it has finished"
             },
             status_code=409,
         )
@@ -187,16 +211,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def _bounded_error(error: dict[str, Any]) -> dict[str, Any]:
+    """A validation error (loc, msg, type, input, ctx) with every text in it cut to
+    QUOTE_LIMIT characters and its `input` to as much JSON."""
+    bounded = _bounded_texts(jsonable_encoder({k: v for k, v in error.items() if k != "input"}))
+    if "input" in error:
+        sent = jsonable_encoder(error["input"])
+        text = sent if isinstance(sent, str) else json.dumps(sent)
+        bounded["input"] = sent if len(text) <= QUOTE_LIMIT else shortened(text, QUOTE_LIMIT)
+    return bounded
+
+
+def _bounded_texts(value: Any) -> Any:
+    if isinstance(value, str):
+        return shortened(value, QUOTE_LIMIT)
+    if isinstance(value, list):
+        return [_bounded_texts(item) for item in value]
+    if isinstance(value, dict):
+        return {_bounded_texts(k): _bounded_texts(v) for k, v in value.items()}
+    return value
+
+
 def _import_codecs() -> None:
     import vesselzip.container  # noqa: F401
     import vesselzip.metrics.compression  # noqa: F401
 
 
 async def _reap_forever(connection: redis.Redis, interval_s: float) -> None:
-    """Find jobs whose worker died, even when no worker is left to do it."""
+    """RQ's upkeep (queues.maintain): jobs whose worker died are found even when no
+    worker is left to do it, and expired registry entries go."""
     while True:
         await asyncio.sleep(interval_s)
         try:
-            await run_in_threadpool(queues.reap_abandoned_jobs, connection)
+            await run_in_threadpool(queues.maintain, connection)
         except Exception as exc:  # Redis down: try again next round
             log.warning("reaper: %s", exc)

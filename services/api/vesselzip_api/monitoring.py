@@ -19,7 +19,7 @@ from vesselzip.settings import Settings
 from vesselzip.store import BlobStore
 from vesselzip_api.schemas import Readiness
 from vesselzip_queue import queues
-from vesselzip_queue.records import STAGE_BUCKETS, JobRecords
+from vesselzip_queue.stats import STAGE_BUCKETS, JobStats
 
 log = logging.getLogger("vesselzip.api")
 
@@ -66,9 +66,9 @@ class JobsCollector:
         try:
             depths = queues.queue_depths(self.redis)
             running = queues.running_counts(self.redis)
-            records = JobRecords(self.redis)
-            counts = records.job_counts()
-            stages = records.stage_stats()
+            stats = JobStats(self.redis)
+            counts = stats.job_counts()
+            stages = stats.stage_stats()
             workers = len(queues.live_workers(self.redis, self.settings))
         except redis.exceptions.RedisError as exc:
             log.warning("metrics: Redis unreachable: %s", exc)

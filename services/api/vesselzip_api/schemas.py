@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vesselzip.jobs import JobState
+from vesselzip.model_info import ModelInfo
 
 
 class FieldIssue(BaseModel):
@@ -150,3 +151,10 @@ class Readiness(BaseModel):
     store: bool = Field(description="The blob store is writable.")
     workers: int = Field(description="Workers with a recent heartbeat.")
     detail: str | None = None
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo] = Field(
+        description="What the workers offer now (each offers only what it loaded), by "
+        "name; empty while no worker runs, when every name is accepted and waits."
+    )

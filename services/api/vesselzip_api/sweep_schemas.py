@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from vesselzip.sweeps import CaseRow, SettingRow, SweepProgress
+from vesselzip.sweeps.grid import MAX_GRID_SETTINGS
 
 ID_PATTERN = r"^[0-9a-f]{32}$"
 
@@ -59,8 +60,9 @@ class SweepRequest(BaseModel):
         None,
         description='Codec specs, e.g. ["zfp:rate=2", "zfp:tolerance=500"]. Default: the '
         "paper's grid (fixed rate 16, 8, 4, 2 bits/voxel; tolerance 500, 1000, 1500). The "
-        'uncompressed baseline ("none") is always added.',
-        max_length=64,
+        'uncompressed baseline ("none") is always added: at most '
+        f"{MAX_GRID_SETTINGS} settings besides it.",
+        max_length=MAX_GRID_SETTINGS,
     )
     model: str | None = Field(None, description="Segmenter; the server's default when omitted.")
     queue: Literal["gpu", "cpu"] | None = Field(

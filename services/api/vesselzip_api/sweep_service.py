@@ -5,8 +5,8 @@ Routes only parse the request and call this.
 A sweep's cells are ordinary jobs (see /v1/jobs), keyed by (dataset, volume, codec,
 model), so the uncompressed baseline of a volume runs once per model whatever the
 number of sweeps, and POSTing a sweep again only reruns what failed or was lost.
-Results are read from the job records, else from the result JSON in the store, so
-the tables survive a Redis flush."""
+Results are read from RQ's jobs, else from the result JSON in the store, so the
+tables survive a Redis flush."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from redis import Redis
 
 from vesselzip.datasets import VolumeEntry, load_dataset
-from vesselzip.errors import NotFoundError, VesselzipError
+from vesselzip.errors import LimitExceededError, NotFoundError
 from vesselzip.jobs import LOST, ImageInfo, JobOutcome, JobSpec, JobState, blob_key
 from vesselzip.settings import Settings
 from vesselzip.store import BlobStore
@@ -40,10 +40,12 @@ from vesselzip.sweeps import (
     sweep_id_for,
     sweep_key,
     sweep_summary,
+    sweeps_over,
 )
 from vesselzip.weights import model_identity
-from vesselzip_api.access import check_access, may_access
-from vesselzip_api.job_service import JobService
+from vesselzip_api.access import check_access, sees_everything
+from vesselzip_api.errors import EmptyDatasetError
+from vesselzip_api.job_service import JobService, check_input
 from vesselzip_api.sweep_schemas import (
     CellFailure,
     SweepCreated,
@@ -82,9 +84,19 @@ class SweepService:
         dataset = load_dataset(self.store, request.dataset)
         check_access(self.settings, dataset.owner, owner, f"dataset {dataset.id}")
         if not dataset.volumes:
-            raise VesselzipError(f"dataset {dataset.id} has no volumes yet")
+            raise EmptyDatasetError(f"dataset {dataset.id} has no volumes yet")
         grid = parse_grid(request.grid)
-        model = self.jobs.check_model(request.model or self.settings.default_model)
+        n_jobs = len(dataset.volumes) * len(grid)
+        if n_jobs > self.settings.max_sweep_jobs:
+            raise LimitExceededError(
+                f"{len(dataset.volumes)} volumes x {len(grid)} settings (the baseline "
+                f"included) make {n_jobs} jobs, more than VESSELZIP_MAX_SWEEP_JOBS "
+                f"({self.settings.max_sweep_jobs}) allows in a sweep"
+            )
+        model = request.model or self.settings.default_model
+        offered = self.jobs.check_model(model)
+        for volume in dataset.volumes:
+            check_input(offered, volume_image(volume), f"volume {volume.id}")
         # Results are reused by the weights behind the name, not by the name alone.
         identity = model_identity(model, self.settings.checkpoint)
         fingerprints = [v.fingerprint for v in dataset.volumes]
@@ -124,18 +136,27 @@ class SweepService:
                 )
                 created = True
             volumes = {v.id: v for v in dataset.volumes}
-            to_submit = []
-            for cell in spec.cells:
-                outcome = self._outcome(cell.job_id)
-                if outcome.state in _RERUN and cell.volume_id in volumes and self._idle(cell):
-                    to_submit.append(cell)
+            outcomes = self._outcomes(spec)
+            to_submit = [
+                cell
+                for cell in spec.cells
+                if outcomes[cell.job_id].state in _RERUN
+                and cell.volume_id in volumes
+                and self._idle(cell, outcomes[cell.job_id])
+            ]
             if to_submit:
                 spec.submitted_at = time.time()
             # The sweep is stored before its jobs are queued: if this process dies in
             # between, POSTing it again queues the rest.
             save_sweep(self.store, spec)
+            # A rerun starts afresh: what RQ kept of the failed or cancelled run goes.
             for cell in to_submit:
-                self._submit(spec, cell, volumes[cell.volume_id])
+                if outcomes[cell.job_id].state != LOST:
+                    queues.delete(cell.job_id, self.redis)
+            self.jobs.submit(
+                [self._job_spec(spec, cell, volumes[cell.volume_id]) for cell in to_submit],
+                spec.queue,
+            )
         return SweepCreated(
             id=spec.id,
             url=sweep_url(base_url, spec.id),
@@ -146,40 +167,32 @@ class SweepService:
             links=_links(base_url, spec.id),
         )
 
-    def _idle(self, cell: SweepCell) -> bool:
-        """Whether RQ is done with the job (a cancelled one may still be winding down)."""
+    def _idle(self, cell: SweepCell, outcome: JobOutcome) -> bool:
+        """Whether RQ is done with the job: a cancelled one may still be running until
+        its next progress report (a rerun then waits for the next POST)."""
+        if outcome.state != JobState.CANCELLED:
+            return True
         rq_job = queues.fetch_rq_job(cell.job_id, self.redis)
-        return rq_job is None or rq_job.get_status(refresh=False) != "started"
+        return rq_job is None or not rq_job.get_executions()
 
-    def _submit(self, spec: SweepSpec, cell: SweepCell, volume: VolumeEntry) -> None:
+    def _job_spec(self, spec: SweepSpec, cell: SweepCell, volume: VolumeEntry) -> JobSpec:
         job_id = cell.job_id
-        # A rerun starts from a clean record (the old one holds the failure).
-        self.jobs.records.delete(job_id)
-        job_spec = JobSpec(
+        return JobSpec(
             job_id=job_id,
             blob_key=blob_key(job_id),
             truth_key=volume.truth_key,
             source_key=volume.image_key,
             model=spec.model,
             codec=spec.grid[cell.setting],
-            image=ImageInfo(
-                filename=volume.filename or volume.id,
-                shape=volume.shape,
-                dtype=volume.dtype,
-                spacing=volume.spacing,
-            ),
+            image=volume_image(volume),
             owner=spec.owner,
             owned_keys=[blob_key(job_id)],  # the dataset's image and truth are shared
         )
-        self.jobs.submit(job_spec, spec.queue)
 
     # -- read -------------------------------------------------------------------
-    def _outcome(self, job_id: str) -> JobOutcome:
-        try:
-            outcome, _ = queues.find_job(job_id, self.redis, self.store)
-        except NotFoundError:  # neither a record nor a result
-            return JobOutcome(state=LOST, error="the job is gone (Redis was reset?)")
-        return outcome
+    def _outcomes(self, spec: SweepSpec) -> dict[str, JobOutcome]:
+        """Where each cell's job stands, read in a few round trips (queues.find_jobs)."""
+        return queues.find_jobs([cell.job_id for cell in spec.cells], self.redis, self.store)
 
     def _load(self, sweep_id: str, owner: str | None) -> SweepSpec:
         spec = load_sweep(self.store, sweep_id)
@@ -188,12 +201,12 @@ class SweepService:
 
     def summary(self, sweep_id: str, owner: str | None) -> SweepResults:
         spec = self._load(sweep_id, owner)
-        outcomes = {cell.job_id: self._outcome(cell.job_id) for cell in spec.cells}
+        outcomes = self._outcomes(spec)
         return sweep_summary(spec, outcomes)
 
     def status(self, sweep_id: str, owner: str | None, base_url: str) -> SweepStatus:
         spec = self._load(sweep_id, owner)
-        outcomes = {cell.job_id: self._outcome(cell.job_id) for cell in spec.cells}
+        outcomes = self._outcomes(spec)
         summary = sweep_summary(spec, outcomes)
         return SweepStatus(
             id=spec.id,
@@ -251,8 +264,7 @@ class SweepService:
                     total_jobs=len(spec.cells),
                     created_at=_when(spec.created_at),
                 )
-                for spec in list_sweeps(self.store)
-                if may_access(self.settings, spec.owner, owner)
+                for spec in list_sweeps(self.store, owner, everyone=sees_everything(self.settings))
             ]
         )
 
@@ -260,15 +272,12 @@ class SweepService:
     def cancel_dataset_jobs(self, dataset_id: str, owner: str | None) -> int:
         """Cancel the unfinished jobs of every sweep over `dataset_id`."""
         cancelled = 0
-        job_ids = {
-            cell.job_id
-            for spec in list_sweeps(self.store)
-            if spec.dataset_id == dataset_id
-            for cell in spec.cells
-        }
-        for job_id in sorted(job_ids):
-            record = self.jobs.records.get(job_id)
-            if record is None or record.state.ended:
+        job_ids = sorted(
+            {cell.job_id for spec in sweeps_over(self.store, dataset_id) for cell in spec.cells}
+        )
+        outcomes = queues.find_jobs(job_ids, self.redis, self.store)
+        for job_id in job_ids:
+            if outcomes[job_id].ended:
                 continue
             try:
                 self.jobs.delete(job_id, owner)
@@ -276,6 +285,15 @@ class SweepService:
             except NotFoundError:  # it ended meanwhile
                 pass
         return cancelled
+
+
+def volume_image(volume: VolumeEntry) -> ImageInfo:
+    return ImageInfo(
+        filename=volume.filename or volume.id,
+        shape=volume.shape,
+        dtype=volume.dtype,
+        spacing=volume.spacing,
+    )
 
 
 def sweep_url(base_url: str, sweep_id: str) -> str:

@@ -1,8 +1,13 @@
 """The functions RQ calls: the job itself and its failure callback.
 
 The job body is `vesselzip.jobs.run_job`; this module adds what only a queued job has:
-attempts, progress and cancellation through the Redis record, the result JSON, and
-the split between faults worth retrying and bad input that is not."""
+attempts, progress and cancellation through RQ's job (vesselzip_queue.meta), the
+result JSON, and the split between faults worth retrying and everything else.
+
+Only a fault of the machine is retried: the store or Redis unreachable, an I/O or
+memory error, a worker that died. Anything else the job raises is the input's (or the
+code's) doing and would happen again with the same input: it fails at once, with its
+reason."""
 
 from __future__ import annotations
 
@@ -12,15 +17,27 @@ import time
 import redis
 from rq import get_current_job
 from rq.exceptions import AbandonedJobError, DeserializationError
+from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from vesselzip.errors import StoreUnavailableError, VesselzipError
-from vesselzip.jobs import JobResult, JobSpec, delete_job_data, run_job, save_result
+from vesselzip.jobs import JobResult, JobSpec, JobState, delete_job_data, run_job, save_result
 from vesselzip.settings import get_settings
-from vesselzip.store import open_store
-from vesselzip_queue.records import JobRecords, unreadable_reason
+from vesselzip.store import BlobStore, open_store
+from vesselzip_queue.meta import JobMeta, Write, is_cancelled
+from vesselzip_queue.queues import job_spec, unreadable_reason
+from vesselzip_queue.stats import JobStats
 
 log = logging.getLogger("vesselzip.worker")
+
+#: Faults of the machine, not of the input: worth another attempt after a backoff.
+TRANSIENT_FAULTS: tuple[type[BaseException], ...] = (
+    StoreUnavailableError,
+    OSError,
+    MemoryError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
 
 
 class JobCancelled(Exception):
@@ -28,12 +45,11 @@ class JobCancelled(Exception):
 
 
 class ProgressReporter:
-    """Writes (stage, progress) to the job record, at most a few times a second, and
-    stops the job when its record says it was cancelled."""
+    """Writes (stage, progress) into the job's meta, at most a few times a second, and
+    stops the job when it was cancelled."""
 
-    def __init__(self, records: JobRecords, job_id: str, min_interval_s: float = 0.25):
-        self.records = records
-        self.job_id = job_id
+    def __init__(self, meta: JobMeta, min_interval_s: float = 0.25):
+        self.meta = meta
         self.min_interval_s = min_interval_s
         self.stage = ""
         self._last_write = 0.0
@@ -45,128 +61,145 @@ class ProgressReporter:
         self.stage = stage
         self._last_write = now
         try:
-            still_wanted = self.records.set_progress(self.job_id, stage, progress)
+            written = self.meta.progress(stage, progress)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            log.warning("job %s: could not record progress (Redis unreachable)", self.job_id)
+            log.warning("job %s: could not record progress (Redis unreachable)", self.meta.job.id)
             return
-        if not still_wanted:
-            raise JobCancelled(self.job_id)
+        if written == Write.CANCELLED:
+            raise JobCancelled(self.meta.job.id)
 
 
 def run_segmentation_job(spec: dict) -> dict:
-    """Run one job; RQ retries it when this raises (transient faults only)."""
+    """Run one attempt; return the job's result (RQ keeps it as the return value).
+    Raises only for a transient fault, which RQ retries."""
     from vesselzip.model import load_segmenter
 
     settings = get_settings()
     rq_job = get_current_job()
     if rq_job is None:
         raise RuntimeError("run_segmentation_job runs as an RQ job, inside a worker")
-    records = JobRecords(rq_job.connection, ttl_s=settings.record_ttl_s)
     try:
-        job_spec = JobSpec.model_validate(spec)
+        job_spec_ = JobSpec.model_validate(spec)
     except ValueError as exc:  # queued by another version, or damaged: retrying cannot help
-        fail_unreadable_job(records, rq_job.id, unreadable_reason("its spec", exc))
-        return {"state": "failed"}
+        return {"state": JobState.FAILED.value, "error": unreadable_reason("its spec", exc)}
     store = open_store(settings.store_dir)
-    record = records.begin_attempt(job_spec.job_id)
-    if record is None:  # cancelled while it waited
-        delete_job_data(store, job_spec.owned_keys, job_spec.job_id)
-        return {"state": "cancelled"}
+    meta = JobMeta(rq_job)
+    if is_cancelled(rq_job) or meta.begin_attempt() == Write.CANCELLED:
+        return _cancelled(store, job_spec_)
 
-    reporter = ProgressReporter(records, job_spec.job_id)
+    reporter = ProgressReporter(meta)
     try:
         reporter("model_load", 0.0)
         t0 = time.perf_counter()
         segmenter = load_segmenter(
-            job_spec.model, checkpoint=settings.checkpoint, device=settings.device
+            job_spec_.model, checkpoint=settings.checkpoint, device=settings.device
         )
         model_load_s = time.perf_counter() - t0
-        result = run_job(job_spec, store, segmenter, reporter)
+        result = run_job(job_spec_, store, segmenter, reporter)
         result.stage_seconds["model_load"] = model_load_s
     except JobCancelled:
-        delete_job_data(store, job_spec.owned_keys, job_spec.job_id)
-        return {"state": "cancelled"}
-    except StoreUnavailableError:  # the store's fault, not the input's: worth retrying
+        return _cancelled(store, job_spec_)
+    except TRANSIENT_FAULTS:
         raise
-    except VesselzipError as exc:  # bad input: retrying cannot help
-        result = JobResult.failed(job_spec, f"{reporter.stage} failed: {exc}")
-    except JobTimeoutException:  # a deterministic job would time out again
+    except VesselzipError as exc:  # bad input, said in its own words
+        result = JobResult.failed(job_spec_, f"{reporter.stage} failed: {exc}")
+    except JobTimeoutException:  # the same input would time out again
         result = JobResult.failed(
-            job_spec,
+            job_spec_,
             f"timed out after {rq_job.timeout} s during {reporter.stage} "
             "(VESSELZIP_JOB_TIMEOUT_S); not retried",
         )
+    except Exception as exc:  # the same input would fail the same way again
+        # One line for the operator; the traceback at debug level (a defect shows there).
+        log.warning("job %s failed for good during %s: %r", rq_job.id, reporter.stage, exc)
+        log.debug("job %s: the failure's traceback", rq_job.id, exc_info=True)
+        result = JobResult.failed(
+            job_spec_,
+            f"{reporter.stage} failed: {type(exc).__name__}: {exc}; not retried "
+            "(the same input would fail again)",
+        )
 
-    if record.started_at and record.queued_at:
-        result.stage_seconds["queue_wait"] = max(0.0, record.started_at - record.queued_at)
-    result.attempts = record.attempts
-    result.notes = record.notes
-    if not record_result(records, result, settings.store_dir):  # deleted while it ran
-        delete_job_data(store, job_spec.owned_keys, job_spec.job_id)
-        return {"state": "cancelled"}
-    return {"state": result.state}
+    started = rq_job.started_at.timestamp() if rq_job.started_at else None
+    queued = rq_job.enqueued_at.timestamp() if rq_job.enqueued_at else None
+    if started and queued:
+        result.stage_seconds["queue_wait"] = max(0.0, started - queued)
+    result.attempts = max(meta.attempts, 1)
+    result.notes = meta.notes
+    _store_result(store, result)
+    # Deleted while the result was being written? The delete may have run before the
+    # write: check after it, so nothing of a deleted job is left behind.
+    if is_cancelled(rq_job):
+        return _cancelled(store, job_spec_)
+    _count_end(rq_job, result)
+    return result.model_dump(mode="json")
 
 
-def record_result(records: JobRecords, result: JobResult, store_dir) -> bool:
-    """Write the result JSON to the store, then record the outcome in Redis. A store
-    that refuses the JSON does not lose the outcome: Redis gets it, with a note why the
-    store has no copy. Returns False when the job was cancelled or deleted meanwhile."""
+def _cancelled(store: BlobStore, spec: JobSpec) -> dict:
+    delete_job_data(store, spec.owned_keys, spec.job_id)
+    return {"state": JobState.CANCELLED.value}
+
+
+def _store_result(store: BlobStore, result: JobResult) -> None:
+    """Write the result JSON to the store. A store that refuses it does not lose the
+    outcome: RQ keeps it (the return value, the meta), with a note why the store has
+    no copy."""
     try:
-        save_result(open_store(store_dir), result)
+        save_result(store, result)
     except Exception as exc:  # a full, read-only or vanished store
         log.warning("job %s: its result could not be written to the store: %s", result.job_id, exc)
         detail = exc if isinstance(exc, VesselzipError) else f"{type(exc).__name__}: {exc}"
         result.notes = [*result.notes, f"the result could not be written to the store: {detail}"]
-    return records.finish(result)
 
 
-def fail_unreadable_job(records: JobRecords, job_id: str, reason: str) -> None:
-    """Fail a job this version cannot read, not to be retried: with a result (also in
-    the store) when its record can be read, in the record alone when it cannot."""
-    record = records.get(job_id)
-    if record is None or record.unreadable is not None:
-        records.fail(job_id, reason)
-        return
-    result = JobResult.failed(record.spec, reason, attempts=record.attempts, notes=record.notes)
-    record_result(records, result, get_settings().store_dir)
+def _count_end(rq_job: Job, result: JobResult) -> None:
+    stats = JobStats(rq_job.connection)
+    stats.count(result.state.value)
+    if result.state == JobState.FINISHED:
+        # Upload and compress were observed when the job was created.
+        stats.observe_stages(
+            {k: v for k, v in result.stage_seconds.items() if k not in ("upload", "compress")}
+        )
 
 
 def on_job_failure(job, connection, exc_type, exc_value, traceback) -> None:
-    """RQ calls this when an attempt raised or its worker died (AbandonedJobError),
-    before it decides whether to retry. Record why; finalise when no attempt is left.
-    Never raises: what it cannot record it logs."""
+    """RQ calls this when an attempt raised (a transient fault) or its worker died
+    (AbandonedJobError), before it decides whether to retry. Record why; store the
+    failed result when no attempt is left. Never raises: what it cannot record it logs."""
     try:
-        _record_failure(job, connection, exc_type, exc_value)
+        _record_failure(job, exc_type, exc_value)
     except Exception:
         log.exception("job %s: could not record its failure", job.id)
 
 
-def _record_failure(job, connection, exc_type, exc_value) -> None:
-    settings = get_settings()
-    records = JobRecords(connection, ttl_s=settings.record_ttl_s)
-    record = records.get(job.id)
-    if record is None:
+def _record_failure(job: Job, exc_type, exc_value) -> None:
+    store = open_store(get_settings().store_dir)
+    try:
+        spec = job_spec(job)
+    except ValueError as exc:
+        job.retries_left = 0  # RQ decides whether to retry after this, on this object
+        JobMeta(job).failed(unreadable_reason("its spec", exc))
         return
-    unreadable = record.unreadable
-    if unreadable is None and exc_type is not None and issubclass(exc_type, DeserializationError):
+    if exc_type is not None and issubclass(exc_type, DeserializationError):
         # RQ cannot decode the payload (not this version's JSON): the same bytes again
         # would fail again.
-        unreadable = unreadable_reason("its queue entry", exc_value or exc_type())
-    if unreadable is not None:
-        job.retries_left = 0  # RQ decides whether to retry after this, on this object
-        fail_unreadable_job(records, job.id, unreadable)
+        job.retries_left = 0
+        JobMeta(job).failed(unreadable_reason("its queue entry", exc_value or exc_type()))
         return
-    if record.state.ended:
+    if is_cancelled(job):  # a cancelled job is never run again
+        job.retries_left = 0
+        delete_job_data(store, spec.owned_keys, spec.job_id)
         return
-    stage = record.stage or "queue_wait"
-    attempt = f"attempt {max(record.attempts, 1)}/{record.max_attempts}"
+    meta = JobMeta(job)
+    attempt = f"attempt {max(meta.attempts, 1)}/{job.meta.get('max_attempts', 1)}"
     if exc_type is not None and issubclass(exc_type, AbandonedJobError):
-        reason = f"the worker stopped responding during {stage} ({attempt})"
+        reason = f"the worker stopped responding during {meta.stage} ({attempt})"
     else:
         name = exc_type.__name__ if exc_type is not None else "error"
-        reason = f"{stage} failed: {name}: {exc_value} ({attempt})"
+        reason = f"{meta.stage} failed: {name}: {exc_value} ({attempt})"
     if job.retries_left:
-        records.requeued(job.id, f"{reason}; retried")
+        meta.add_note(f"{reason}; retried")
         return
-    result = JobResult.failed(record.spec, reason, attempts=record.attempts, notes=record.notes)
-    record_result(records, result, settings.store_dir)
+    result = JobResult.failed(spec, reason, attempts=meta.attempts, notes=meta.notes)
+    _store_result(store, result)
+    meta.failed(reason, note=None if result.notes == meta.notes else result.notes[-1])
+    _count_end(job, result)

@@ -12,32 +12,32 @@ call that reports nothing (a filter over a huge volume), and a thread cannot be 
 from outside: the worker then cleans up after the job and exits with CANCEL_EXIT_CODE,
 and its supervisor (`vesselzip serve`, compose's restart policy) starts a fresh one.
 
-Retries wait (VESSELZIP_JOB_RETRY_BACKOFF_S): RQ parks them in its scheduled registry
-and the workers run RQ's scheduler, a small process forked from one of them, which
-puts them back in their queue when due."""
+Retries wait (VESSELZIP_JOB_RETRY_BACKOFF_S): RQ parks them in its scheduled registry,
+and a thread of each worker (RetryScheduler) puts them back in their queue when due,
+one worker at a time."""
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 
 import redis
 from rq import Queue, worker_registration
-from rq.exceptions import DeserializationError
 from rq.job import Job
 from rq.scheduler import RQScheduler
+from rq.scripts import acquire_or_refresh_lock, release_lock
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker, WorkerStatus
 
 from vesselzip.jobs import delete_job_data
+from vesselzip.model_info import ModelInfo
 from vesselzip.settings import Settings, get_settings
 from vesselzip.store import open_store
-from vesselzip_queue.queues import RQ_RESULT_TTL_S, announce_models, connect, get_queue
-from vesselzip_queue.records import JobRecords, unreadable_reason
-from vesselzip_worker.tasks import fail_unreadable_job
+from vesselzip_queue.catalog import announce_models, renew_models
+from vesselzip_queue.meta import is_cancelled
+from vesselzip_queue.queues import connect, get_queue, job_spec
 
 log = logging.getLogger("vesselzip.worker")
 
@@ -47,19 +47,52 @@ CANCEL_EXIT_CODE = 75
 CANCEL_GRACE_S = 3.0
 
 
-class WorkerScheduler(RQScheduler):
-    """RQ's scheduler, which also stops when its worker died without stopping it (SIGKILL,
-    the OOM killer) instead of outliving it with the scheduler lock."""
+class RetryScheduler:
+    """Moves jobs whose retry backoff has passed back to their queue, with RQ's
+    scheduler (its lock per queue, its `enqueue_scheduled_jobs`), run on a thread of
+    the worker instead of a forked process: it stops with its worker, and its lock
+    lives `lock_ttl_s`, so another worker takes over within that after a SIGKILL."""
 
-    def start(self):
-        self._worker_pid = os.getpid()
-        return super().start()
+    def __init__(self, queues: list[Queue], connection: redis.Redis, owner: str, lock_ttl_s: int):
+        self.scheduler = RQScheduler(queues, connection=connection, serializer=JSONSerializer)
+        self.connection = connection
+        self.queue_names = [q.name for q in queues]
+        self.owner = owner
+        self.lock_ttl_s = lock_ttl_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="retry-scheduler", daemon=True)
 
-    def heartbeat(self):
-        if os.getppid() != self._worker_pid:
-            self.log.warning("scheduler: worker %d is gone; stopping", self._worker_pid)
-            self.request_stop()
-        super().heartbeat()
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for name in self.queue_names:
+            release_lock(self.connection, RQScheduler.get_locking_key(name), self.owner)
+
+    def run_once(self) -> list[str]:
+        """Take (or keep) the lock of each queue nobody else schedules, and enqueue the
+        jobs due there. Returns the queues this worker schedules now."""
+        held = [
+            name
+            for name in self.queue_names
+            if acquire_or_refresh_lock(
+                self.connection, RQScheduler.get_locking_key(name), self.owner, self.lock_ttl_s
+            )
+            != "taken"
+        ]
+        if held:
+            self.scheduler.prepare_registries(held)
+            self.scheduler.enqueue_scheduled_jobs()
+        return held
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.run_once()
+            except redis.exceptions.RedisError as exc:  # a Redis blip: next second
+                log.warning("retry scheduler: %s", exc)
 
 
 class WarmWorker(SimpleWorker):
@@ -71,33 +104,27 @@ class WarmWorker(SimpleWorker):
         *args,
         heartbeat_s: float = 5.0,
         liveness_s: int = 20,
-        model_names: list[str] | None = None,
+        models: list[ModelInfo] | None = None,
         cancel_grace_s: float = CANCEL_GRACE_S,
         **kwargs,
     ):
         self.heartbeat_s = heartbeat_s
         self.liveness_s = liveness_s
-        self.model_names = model_names or []
+        self.models = models or []
         self.cancel_grace_s = cancel_grace_s
         # RQ beats once per dequeue wait of (worker_ttl - 15) s; make that one beat.
         kwargs.setdefault("worker_ttl", max(1, int(round(heartbeat_s))) + 15)
         super().__init__(*args, **kwargs)
 
+    @property
+    def models_ttl_s(self) -> int:
+        return self.worker_ttl + 60
+
     def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
         super().heartbeat(timeout, pipeline)
         if pipeline is None:  # from the main loop, between jobs
             self._register_again_if_lost()
-            self._schedule_if_nobody_does()
-
-    def _schedule_if_nobody_does(self) -> None:
-        """Start the scheduler when the lock is free (its worker died), at each beat
-        rather than at RQ's maintenance only (30 s or more), so that retries whose
-        backoff has passed do not wait for it."""
-        scheduler = self.scheduler
-        if not isinstance(scheduler, WorkerScheduler):  # burst mode, or not started yet
-            return
-        if scheduler._process is None or not scheduler._process.is_alive():
-            scheduler.acquire_locks(auto_start=True)
+            renew_models(self.connection, self.name, self.models, self.models_ttl_s)
 
     def _register_again_if_lost(self) -> None:
         """After a Redis flush (or a restart without persistence) the worker's hash and
@@ -111,7 +138,7 @@ class WarmWorker(SimpleWorker):
             worker_registration.register(self, pipe)
             pipe.expire(self.key, self.worker_ttl + 60)
             pipe.execute()
-        announce_models(self.connection, self.model_names)
+        announce_models(self.connection, self.name, self.models, self.models_ttl_s)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         # How long the job's entry in the started registry lives without a heartbeat:
@@ -135,7 +162,6 @@ class WarmWorker(SimpleWorker):
     def _beat_until(self, done: threading.Event, job: Job, execution) -> None:
         """Beat every heartbeat_s; check every second (at most) whether the job was
         cancelled, and end it if it is still running cancel_grace_s after that."""
-        records = JobRecords(self.connection)
         next_beat = time.monotonic() + self.heartbeat_s
         end_at: float | None = None
         while not done.wait(min(1.0, max(0.0, next_beat - time.monotonic()))):
@@ -144,11 +170,12 @@ class WarmWorker(SimpleWorker):
                 next_beat = now + self.heartbeat_s
                 try:
                     self.maintain_heartbeats(job, execution)
+                    renew_models(self.connection, self.name, self.models, self.models_ttl_s)
                 except Exception:  # a Redis blip must not end the job; the next beat retries
                     log.warning("heartbeat for job %s failed", job.id, exc_info=True)
             if end_at is None:
                 try:
-                    if records.cancel_requested(job.id):
+                    if is_cancelled(job):
                         end_at = now + self.cancel_grace_s
                         log.info("job %s cancelled; waiting for it to stop", job.id)
                 except redis.exceptions.RedisError:
@@ -157,9 +184,9 @@ class WarmWorker(SimpleWorker):
                 self._end_cancelled_job(job, execution)
 
     def _end_cancelled_job(self, job: Job, execution) -> None:
-        """Clean up what the cancelled job leaves (as the worker's own cancel path does),
-        then exit the process: the only way to stop a call that never returns to Python
-        code. Runs on the heartbeat thread while the job's call goes on."""
+        """Clean up what the cancelled job leaves, then exit the process: the only way
+        to stop a call that never returns to Python code. Runs on the heartbeat thread
+        while the job's call goes on."""
         log.error(
             "job %s is still running %.0f s after it was cancelled (a long call without "
             "progress reports); worker %s exits with status %d to stop it",
@@ -169,9 +196,8 @@ class WarmWorker(SimpleWorker):
             CANCEL_EXIT_CODE,
         )
         for what, step in (
-            ("its queue entry", lambda: self._cancel_rq_job(job, execution)),
-            ("its stored data", lambda: self._delete_job_data(job.id)),
-            ("the scheduler", self._stop_scheduler_now),
+            ("its execution", lambda: self._end_execution(job, execution)),
+            ("its stored data", lambda: self._delete_job_data(job)),
             ("this worker's registration", self.register_death),
         ):
             try:
@@ -181,63 +207,16 @@ class WarmWorker(SimpleWorker):
         logging.shutdown()  # flush the log
         os._exit(CANCEL_EXIT_CODE)
 
-    def _cancel_rq_job(self, job: Job, execution) -> None:
-        """Out of the started registry and marked canceled: never reaped, never retried."""
+    def _end_execution(self, job: Job, execution) -> None:
+        """Out of the started registry: never reaped, never retried (RQ's cancel has
+        already taken it out of its queue and marked it canceled)."""
         with self.connection.pipeline() as pipe:
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             pipe.execute()
-        job.cancel()
 
-    def _delete_job_data(self, job_id: str) -> None:
-        record = JobRecords(self.connection).get(job_id)
-        keys = list(record.spec.owned_keys) if record is not None else []
-        delete_job_data(open_store(get_settings().store_dir), keys, job_id)
-
-    def _stop_scheduler_now(self) -> None:
-        """Stop the scheduler process (it releases its lock, for the next worker's)."""
-        process = self.scheduler._process if self.scheduler is not None else None
-        if process is not None and process.is_alive():
-            os.kill(process.pid, signal.SIGTERM)
-            process.join(timeout=5)
-
-    def _start_scheduler(self, burst=False, logging_level="INFO", *args, **kwargs) -> None:
-        if burst:  # RQ's own: enqueues what is due once, starts no process
-            super()._start_scheduler(burst, logging_level, *args, **kwargs)
-            return
-        self.scheduler = WorkerScheduler(
-            self.queues,
-            connection=self.connection,
-            logging_level=logging_level if logging_level is not None else self.log.level,
-            serializer=self.serializer,
-        )
-        # One scheduler per queue runs (a lock in Redis); the other workers try again
-        # between jobs (_schedule_if_nobody_does), so one takes over when it is gone.
-        self.scheduler.acquire_locks()
-        if self.scheduler.acquired_locks:
-            self.scheduler.start()
-
-    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
-        """RQ's, except that a job whose queue entry RQ cannot load (written by another
-        RQ version, or damaged) fails with the reason instead of ending the worker."""
-        while True:
-            try:
-                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-            except (ValueError, KeyError, TypeError, DeserializationError) as exc:
-                job_id = getattr(exc, "job_id", None)  # set by RQ when a fetch failed
-                if job_id is None:
-                    raise
-                self._fail_unloadable_job(job_id, getattr(exc, "queue", None), exc)
-
-    def _fail_unloadable_job(self, job_id: str, queue: Queue | None, exc: Exception) -> None:
-        reason = unreadable_reason("its queue entry", exc)
-        log.error("job %s: %s", job_id, reason)
-        records = JobRecords(self.connection, ttl_s=get_settings().record_ttl_s)
-        fail_unreadable_job(records, job_id, reason)
-        with self.connection.pipeline() as pipe:
-            if queue is not None:  # a single-queue worker dequeues through this list
-                pipe.lrem(queue.intermediate_queue_key, 1, job_id)
-            pipe.expire(Job.key_for(job_id), RQ_RESULT_TTL_S)  # kept a while to look at
-            pipe.execute()
+    def _delete_job_data(self, job: Job) -> None:
+        spec = job_spec(job)
+        delete_job_data(open_store(get_settings().store_dir), spec.owned_keys, spec.job_id)
 
 
 def run_worker(
@@ -246,7 +225,6 @@ def run_worker(
     *,
     burst: bool = False,
     name: str | None = None,
-    warm: bool = True,
 ) -> bool:
     """Run one worker until stopped (SIGTERM: finish the current job, then exit).
     Returns whether it ran any job."""
@@ -254,12 +232,7 @@ def run_worker(
         raise ValueError("a worker needs VESSELZIP_REDIS_URL (the gateway's Redis)")
     connection = connect(settings.redis_url)
     queues = [get_queue(q, connection) for q in (queue_names or settings.worker_queue_list)]
-    if warm:
-        warm_up(settings)
-    from vesselzip.model import available_segmenters
-
-    model_names = available_segmenters()
-    announce_models(connection, model_names)
+    models = offered_models(settings)
     worker = WarmWorker(
         queues,
         name=name,
@@ -267,23 +240,30 @@ def run_worker(
         serializer=JSONSerializer,
         heartbeat_s=settings.worker_heartbeat_s,
         liveness_s=settings.worker_liveness_s,
-        model_names=model_names,
+        models=models,
         # The gateway reaps dead workers' jobs every reaper_interval_s; workers also
         # do, less often, for deployments where no gateway is running.
         maintenance_interval=max(30, 2 * settings.worker_liveness_s),
     )
-    # The scheduler moves retries back to their queue once their backoff has passed.
-    return worker.work(burst=burst, logging_level="INFO", with_scheduler=True)
-
-
-def warm_up(settings: Settings) -> None:
-    """Load the default model before taking jobs, so the first job does not pay for it."""
-    from vesselzip.model import load_segmenter
-
+    announce_models(connection, worker.name, models, worker.models_ttl_s)
+    scheduler = RetryScheduler(
+        queues, connection, owner=worker.name, lock_ttl_s=settings.worker_liveness_s
+    )
+    if burst:  # what is due now, then the queues' jobs: no thread
+        scheduler.run_once()
+        return worker.work(burst=True, logging_level="INFO")
+    scheduler.start()
     try:
-        load_segmenter(
-            settings.default_model, checkpoint=settings.checkpoint, device=settings.device
-        )
-        log.info("model %s loaded", settings.default_model)
-    except Exception as exc:  # jobs that need it will fail with the reason
-        log.warning("could not preload model %s: %s", settings.default_model, exc)
+        return worker.work(logging_level="INFO")
+    finally:
+        scheduler.stop()
+
+
+def offered_models(settings: Settings) -> list[ModelInfo]:
+    """Load every model this worker can (the default first), so that the first job does
+    not pay for it and the gateway is told only what really loads."""
+    from vesselzip.model import loadable_models
+
+    infos = loadable_models(checkpoint=settings.checkpoint, device=settings.device)
+    log.info("models offered: %s", ", ".join(i.name for i in infos) or "none")
+    return infos

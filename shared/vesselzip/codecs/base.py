@@ -8,7 +8,10 @@ Spec syntax: `ID[:OPTION[+OPTION...]]`, each option `key=value` or a bare `key`.
 A grid is a comma-separated list of specs, so options are joined with `+`
 (a `+` is an option separator only when a key name follows it, so `1e+3` is a
 number). Examples: `none`, `zfp:rate=2`, `zfp:tolerance=500+backend=pyzfp`,
-`zfp:reversible`.
+`zfp:reversible`. The grammar is strict, because specs arrive from strangers: a
+key is ASCII (`[A-Za-z_][A-Za-z0-9_]*`), given once, never `id`; a number is
+ASCII digits with an optional sign, decimal point and exponent (Python's own
+int() and float() would also take `1_6`, other scripts' digits and `inf`).
 """
 
 from __future__ import annotations
@@ -21,10 +24,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from vesselzip.errors import InvalidCodecConfigError
+from vesselzip.errors import QUOTE_LIMIT, InvalidCodecConfigError, quoted, shortened
 
 _registry: dict[str, type[Codec]] = {}
 _OPTION_SEPARATOR = re.compile(r"\+(?=[A-Za-z_])")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Explicit [0-9]: \d would match every script's digits. Used with fullmatch, never
+# with `$`, which also matches before a final newline.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 class Codec(ABC):
@@ -36,10 +44,11 @@ class Codec(ABC):
     def from_config(cls, config: dict[str, Any]) -> Codec:
         """Build from a config without its "id"; unknown keys are an error."""
         known = inspect.signature(cls).parameters
-        unknown = sorted(set(config) - set(known))
+        unknown = [key for key in config if key not in known]
         if unknown:
+            more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
             raise InvalidCodecConfigError(
-                f"unknown option(s) {', '.join(unknown)} for codec {cls.codec_id!r}; "
+                f"unknown option {quoted(unknown[0])}{more} for codec {cls.codec_id!r}; "
                 f"it takes {', '.join(known) or 'none'}"
             )
         return cls(**config)
@@ -96,32 +105,38 @@ def codec_ids() -> list[str]:
 def get_codec(config: dict[str, Any]) -> Codec:
     """The codec a config describes, e.g. {"id": "zfp", "mode": "rate", "value": 2}."""
     if not isinstance(config, dict) or "id" not in config:
-        raise InvalidCodecConfigError(f"a codec config must be an object with an 'id': {config!r}")
-    options = dict(config)
-    codec_id = options.pop("id")
-    cls = _registry.get(codec_id)
-    if cls is None:
         raise InvalidCodecConfigError(
-            f"unknown codec {codec_id!r}; available: {', '.join(codec_ids())}"
+            f"a codec config must be an object with an 'id': {quoted(config)}"
         )
+    options = dict(config)
+    cls = _codec_class(options.pop("id"))
     try:
         return cls.from_config(options)
     except (ValueError, TypeError, OverflowError) as exc:
         # A codec's own checks raise InvalidCodecConfigError; anything else a value can
         # make it raise (a 400-digit number, say) is still the caller's config at fault.
-        raise InvalidCodecConfigError(f"invalid {codec_id} config {options!r}: {exc}") from exc
+        raise InvalidCodecConfigError(
+            f"invalid {cls.codec_id} config {quoted(options)}: {shortened(str(exc), QUOTE_LIMIT)}"
+        ) from exc
 
 
 def parse_codec_spec(spec: str) -> dict[str, Any]:
     """The canonical config for a spec such as "zfp:rate=2" or "none" (validated)."""
-    codec_id, _, rest = spec.strip().partition(":")
-    cls = _codec_class(codec_id, f" in {spec!r}")
+    codec_id, colon, rest = spec.strip().partition(":")
+    cls = _codec_class(codec_id, f" in codec spec {quoted(spec)}" if colon else "")
     options: dict[str, str | None] = {}
-    for option in _OPTION_SEPARATOR.split(rest) if rest else []:
+    for option in _OPTION_SEPARATOR.split(rest) if colon else []:
         key, eq, value = option.partition("=")
-        if not key or (eq and not value):
-            raise InvalidCodecConfigError(f"bad option {option!r} in codec spec {spec!r}")
-        options[key.strip()] = value.strip() if eq else None
+        if not _KEY.fullmatch(key) or (eq and not value):
+            raise InvalidCodecConfigError(
+                f"bad option {quoted(option)} in codec spec {quoted(spec)}; "
+                "write key=value or a bare key, joined with +"
+            )
+        if key in options:
+            raise InvalidCodecConfigError(
+                f"option {quoted(key)} is given twice in codec spec {quoted(spec)}"
+            )
+        options[key] = value if eq else None
     return _canonical_config(cls, options)
 
 
@@ -132,27 +147,36 @@ def codec_config_from_options(codec_id: str, options: Mapping[str, str | None]) 
     return _canonical_config(_codec_class(codec_id), dict(options))
 
 
-def _codec_class(codec_id: str, where: str = "") -> type[Codec]:
-    cls = _registry.get(codec_id)
+def _codec_class(codec_id: Any, where: str = "") -> type[Codec]:
+    cls = _registry.get(codec_id) if isinstance(codec_id, str) else None
     if cls is None:
         raise InvalidCodecConfigError(
-            f"unknown codec {codec_id!r}{where}; available: {', '.join(codec_ids())}"
+            f"unknown codec {quoted(codec_id)}{where}; available: {', '.join(codec_ids())}"
         )
     return cls
 
 
 def _canonical_config(cls: type[Codec], options: dict[str, str | None]) -> dict[str, Any]:
-    config = {"id": cls.codec_id, **cls.config_from_options(options)}
+    if "id" in options:
+        # The id comes before the colon; an `id` option would swap the codec.
+        raise InvalidCodecConfigError(
+            f"'id' is not an option: the codec ({cls.codec_id}) is named before the colon, "
+            "as in zfp:rate=2"
+        )
+    config = {**cls.config_from_options(options), "id": cls.codec_id}
     return get_codec(config).get_config()
 
 
 def _parse_value(text: str | None) -> Any:
-    """Numbers become int/float, everything else stays text; a bare key means True."""
+    """A bare key means True; a number (the strict ASCII form of _NUMBER) becomes an
+    int or a float; any other text stays text, for the codec to accept or refuse."""
     if text is None:
         return True
-    for convert in (int, float):
+    if _INTEGER.fullmatch(text):
         try:
-            return convert(text)
-        except ValueError:
-            pass
+            return int(text)
+        except ValueError:  # beyond int()'s 4300 digits: inf, refused as not finite
+            return float(text)
+    if _NUMBER.fullmatch(text):
+        return float(text)
     return text

@@ -38,7 +38,12 @@ import numpy as np
 import zfpy
 
 from vesselzip.codecs.base import Codec, register_codec
-from vesselzip.errors import CorruptBlobError, InvalidCodecConfigError, InvalidVolumeError
+from vesselzip.errors import (
+    CorruptBlobError,
+    InvalidCodecConfigError,
+    InvalidVolumeError,
+    quoted,
+)
 from vesselzip.volumes import SUPPORTED_DTYPES
 
 MODES = ("rate", "tolerance", "relative_tolerance", "precision", "reversible")
@@ -69,7 +74,7 @@ class ZfpCodec(Codec):
         self.backend = backend
         if backend not in BACKENDS:
             raise InvalidCodecConfigError(
-                f"unknown zfp backend {backend!r}; choose one of {', '.join(BACKENDS)}"
+                f"unknown zfp backend {quoted(backend)}; choose one of {', '.join(BACKENDS)}"
             )
         self._pyzfp = _import_pyzfp() if backend == "pyzfp" else None
         if backend == "pyzfp" and mode == "reversible":
@@ -77,17 +82,24 @@ class ZfpCodec(Codec):
 
     @classmethod
     def config_from_options(cls, options: dict[str, str | None]) -> dict[str, Any]:
-        """Accept the mode as the key: "zfp:rate=2" means mode=rate, value=2."""
+        """Accept the mode as the key: "zfp:rate=2" means mode=rate, value=2, and
+        "zfp:reversible" mode=reversible. One mode, named once: either so or as
+        mode=MODE+value=NUMBER, never both (neither may override the other)."""
         config = super().config_from_options(options)
         modes = [key for key in config if key in MODES]
-        if len(modes) > 1:
-            raise InvalidCodecConfigError(f"give one zfp mode, not {', '.join(modes)}")
+        if len(modes) > 1 or (modes and "mode" in config):
+            named = modes + (["mode"] if "mode" in config else [])
+            raise InvalidCodecConfigError(f"give one zfp mode, not {' and '.join(named)}")
         if modes:
-            mode = modes[0]
+            (mode,) = modes
+            if "value" in config:
+                raise InvalidCodecConfigError(
+                    f"give the zfp value as {mode}=VALUE, not as a separate value option"
+                )
             value = config.pop(mode)
             config["mode"] = mode
-            if mode != "reversible":
-                config["value"] = None if value is True else value
+            if value is not True:  # a bare key gives no value; the mode may need one
+                config["value"] = value
         return config
 
     def get_config(self) -> dict[str, Any]:
@@ -233,20 +245,26 @@ def fixed_rate_nbytes(shape: tuple[int, ...], dtype: np.dtype, rate: float) -> i
 def _checked_value(mode: str, value: Any) -> float | int | None:
     if mode not in MODES:
         raise InvalidCodecConfigError(
-            f"unknown zfp mode {mode!r}; choose one of {', '.join(MODES)}"
+            f"unknown zfp mode {quoted(mode)}; choose one of {', '.join(MODES)}"
         )
     if mode == "reversible":
         if value is not None:
-            raise InvalidCodecConfigError("zfp mode 'reversible' takes no value")
+            raise InvalidCodecConfigError(
+                "zfp mode 'reversible' is lossless and takes no value; write zfp:reversible"
+            )
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _finite(value):
-        raise InvalidCodecConfigError(f"zfp mode {mode!r} needs a numeric value, got {value!r}")
+        raise InvalidCodecConfigError(
+            f"zfp mode {mode!r} needs a numeric value, got {quoted(value)}"
+        )
     # numbers.Real declares neither int() nor comparisons with an int; float stands for
     # any real number here.
     value = cast(float, value)
     if mode == "precision":
         if value != int(value) or not 1 <= value <= 64:
-            raise InvalidCodecConfigError(f"zfp precision must be a whole number 1-64, got {value}")
+            raise InvalidCodecConfigError(
+                f"zfp precision must be a whole number 1-64, got {quoted(value)}"
+            )
         return int(value)
     value = float(value)
     if mode == "rate" and not MIN_RATE <= value <= 64:

@@ -5,10 +5,18 @@ from vesselzip.model.segmenters import (
     Segmenter,
     available_segmenters,
     load_segmenter,
+    loadable_models,
     segment,
 )
 
-__all__ = ["MambaVesselNet", "Segmenter", "available_segmenters", "load_segmenter", "segment"]
+__all__ = [
+    "MambaVesselNet",
+    "Segmenter",
+    "available_segmenters",
+    "load_segmenter",
+    "loadable_models",
+    "segment",
+]
 
 
 def __getattr__(name: str):

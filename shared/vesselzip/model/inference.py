@@ -32,6 +32,7 @@ from vesselzip.model.foreground import (
     tissue_region,
     window_holds_tissue,
 )
+from vesselzip.volumes import nifti_scaling as nifti_scaling  # where it lived before
 
 # The paper resamples RSNA MRA to this isotropic spacing (mm) before inference.
 PAPER_SPACING_MM = 0.3542
@@ -275,16 +276,6 @@ def intensity_window(
     low, high = sorted((low * slope + intercept, high * slope + intercept))
     # A flat volume would divide by zero: any positive width maps it to one value.
     return float(low), float(high if high > low else low + 1.0)
-
-
-def nifti_scaling(header) -> tuple[float, float]:
-    """(slope, intercept) of a NIfTI header; (1, 0) when unset."""
-    if header is None:
-        return 1.0, 0.0
-    slope, intercept = header.get_slope_inter()
-    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
-    intercept = 0.0 if intercept is None or not np.isfinite(intercept) else float(intercept)
-    return slope, intercept
 
 
 def autocast_for(device: torch.device) -> torch.autocast:

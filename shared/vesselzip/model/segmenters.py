@@ -10,6 +10,7 @@ reads its weights once and keeps the model warm.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import torch
 
 from vesselzip.errors import ModelNotAvailableError
 from vesselzip.model.baselines import FrangiConfig, frangi_mask
+from vesselzip.model.foreground import BLOCK
 from vesselzip.model.inference import (
     InferenceConfig,
     Progress,
@@ -29,7 +31,10 @@ from vesselzip.model.inference import (
     resolve_device,
     voxel_spacing,
 )
+from vesselzip.model_info import ModelInfo
 from vesselzip.weights import BUNDLED_MODELS, bundled_files
+
+log = logging.getLogger("vesselzip.model")
 
 
 class Segmenter(ABC):
@@ -39,6 +44,10 @@ class Segmenter(ABC):
 
     @abstractmethod
     def segment(self, volume, progress: Progress | None = None) -> np.ndarray: ...
+
+    def info(self) -> ModelInfo:
+        """What this segmenter can take (the workers announce it to the gateway)."""
+        return ModelInfo(name=self.name, summary=SUMMARIES.get(self.name, ""))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -66,6 +75,15 @@ class NetworkSegmenter(Segmenter):
         self.network = network.to(self.device).eval()
         # One volume at a time per process: the network and its buffers are shared.
         self._lock = threading.Lock()
+
+    def info(self) -> ModelInfo:
+        # Tissue is found on blocks of BLOCK voxels a side (foreground), and the
+        # network's stem has kernels of that size: a thinner volume cannot go through.
+        return (
+            super()
+            .info()
+            .model_copy(update={"min_side": BLOCK, "target_spacing": self.config.target_spacing})
+        )
 
     def with_config(self, **changes) -> NetworkSegmenter:
         """The same network with other inference settings (e.g. flip_averaging=True)."""
@@ -172,6 +190,21 @@ _cache_lock = threading.Lock()
 
 def available_segmenters() -> list[str]:
     return list(_LOADERS)
+
+
+def loadable_models(
+    *, checkpoint: str | Path | None = None, device: str = "auto"
+) -> list[ModelInfo]:
+    """What this process can really load, each model loaded once to find out (and so
+    kept warm): a worker announces only these. A model that cannot load (no
+    checkpoint configured, missing weights) is left out, with the reason logged."""
+    infos = []
+    for name in available_segmenters():
+        try:
+            infos.append(load_segmenter(name, checkpoint=checkpoint, device=device).info())
+        except ModelNotAvailableError as exc:
+            log.info("model %s is not offered: %s", name, exc)
+    return infos
 
 
 def load_segmenter(

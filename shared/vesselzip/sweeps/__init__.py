@@ -46,11 +46,13 @@ from vesselzip.sweeps.stored import (
     SweepSpec,
     cell_job_id,
     default_idempotency_key,
+    index_existing_sweeps,
     list_sweeps,
     load_sweep,
     save_sweep,
     sweep_id_for,
     sweep_key,
+    sweeps_over,
 )
 
 __all__ = [
@@ -75,6 +77,7 @@ __all__ = [
     "cell_job_id",
     "default_idempotency_key",
     "figure_png",
+    "index_existing_sweeps",
     "list_sweeps",
     "load_sweep",
     "markdown_tables",
@@ -89,5 +92,6 @@ __all__ = [
     "sweep_id_for",
     "sweep_key",
     "sweep_summary",
+    "sweeps_over",
     "to_csv",
 ]

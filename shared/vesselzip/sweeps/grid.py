@@ -21,7 +21,8 @@ PAPER_GRID = (
     "zfp:tolerance=1500",
 )
 BASELINE: dict[str, Any] = {"id": "none"}
-MAX_SETTINGS = 64
+#: Distinct settings a grid may hold besides the baseline (64 in all with it).
+MAX_GRID_SETTINGS = 63
 
 Group = Literal["baseline", "fixed_rate", "tolerance", "other"]
 
@@ -48,9 +49,10 @@ def parse_grid(specs: Sequence[str] | str | None) -> list[dict[str, Any]]:
         if canonical(config) not in seen:
             seen.add(canonical(config))
             configs.append(config)
-    if len(configs) > MAX_SETTINGS:
+    if len(configs) - 1 > MAX_GRID_SETTINGS:
         raise InvalidCodecConfigError(
-            f"a grid holds at most {MAX_SETTINGS} settings, got {len(configs)}"
+            f"a grid holds at most {MAX_GRID_SETTINGS} distinct settings besides the "
+            f"baseline, got {len(configs) - 1}"
         )
     return configs
 
@@ -68,8 +70,12 @@ def setting_spec(config: dict[str, Any]) -> str:
 
 
 def number_text(value: Any) -> str:
-    """A parameter as a spec writes it: 16, 0.5 (not 16.0, 0.50000)."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """A parameter as a spec writes it: 16, 0.5 (not 16.0, 0.50000), and every digit a
+    float needs to be read back the same (2.1234567, where :g would round)."""
+    if not isinstance(value, float):
+        return str(value)
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def setting_group(config: dict[str, Any]) -> Group:

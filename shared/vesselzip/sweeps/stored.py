@@ -6,6 +6,7 @@ model, and a resubmitted or overlapping sweep reuses finished results."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from vesselzip import index
 from vesselzip.errors import NotFoundError, VesselzipError
 from vesselzip.store import BlobStore
 from vesselzip.sweeps.grid import canonical
@@ -80,6 +82,9 @@ def sweep_key(sweep_id: str) -> str:
 
 
 def save_sweep(store: BlobStore, spec: SweepSpec) -> None:
+    # Its markers first (see vesselzip.index); the same ones each time it is saved.
+    index.mark(store, index.owned_key("sweeps", spec.owner, spec.id))
+    index.mark(store, index.dataset_sweep_key(spec.dataset_id, spec.id))
     store.put_json(sweep_key(spec.id), spec.model_dump(mode="json"))
 
 
@@ -90,10 +95,30 @@ def load_sweep(store: BlobStore, sweep_id: str) -> SweepSpec:
         raise NotFoundError(f"no sweep {sweep_id}") from None
 
 
-def list_sweeps(store: BlobStore) -> list[SweepSpec]:
-    """Every stored sweep, oldest first (scans the store)."""
+def list_sweeps(store: BlobStore, owner: str | None, *, everyone: bool = False) -> list[SweepSpec]:
+    """The sweeps `owner` made (every owner's with `everyone`), oldest first: read
+    through the owner index, not by scanning the store."""
+    return _load_all(store, index.owned_ids(store, "sweeps", owner, everyone=everyone))
+
+
+def sweeps_over(store: BlobStore, dataset_id: str) -> list[SweepSpec]:
+    """The sweeps over a dataset, oldest first (read through the index)."""
+    return _load_all(store, index.sweep_ids_over(store, dataset_id))
+
+
+def _load_all(store: BlobStore, sweep_ids: list[str]) -> list[SweepSpec]:
     sweeps = []
+    for sweep_id in sweep_ids:
+        with contextlib.suppress(NotFoundError):  # a marker of a sweep not saved yet
+            sweeps.append(load_sweep(store, sweep_id))
+    return sorted(sweeps, key=lambda s: (s.created_at, s.id))
+
+
+def index_existing_sweeps(store: BlobStore) -> None:
+    """Mark every stored sweep in the indexes (one scan of the store, for a store
+    written before the index existed)."""
     for key in store.keys("sweeps"):
         if key.endswith(".json"):
-            sweeps.append(SweepSpec.model_validate(store.get_json(key)))
-    return sorted(sweeps, key=lambda s: (s.created_at, s.id))
+            spec = SweepSpec.model_validate(store.get_json(key))
+            index.mark(store, index.owned_key("sweeps", spec.owner, spec.id))
+            index.mark(store, index.dataset_sweep_key(spec.dataset_id, spec.id))

@@ -36,7 +36,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "A malformed request."},
     413: {"model": ErrorBody, "description": "Body or volume beyond the configured limits."},
-    422: {"model": ErrorBody, "description": "Not a usable volume, or a truth off its grid."},
+    422: {
+        "model": ErrorBody,
+        "description": "Not a usable volume, a truth off its grid, or more volumes than "
+        "VESSELZIP_MAX_DATASET_VOLUMES.",
+    },
 }
 
 

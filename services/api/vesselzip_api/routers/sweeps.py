@@ -51,7 +51,11 @@ _MARKDOWN = "text/markdown; charset=utf-8"
         403: {"model": ErrorBody, "description": "The dataset belongs to another API key."},
         404: {"model": ErrorBody, "description": "No such dataset."},
         409: {"model": ErrorBody, "description": "Idempotency-Key used for another sweep."},
-        422: {"model": ErrorBody, "description": "A bad codec spec or model, or no volumes."},
+        422: {
+            "model": ErrorBody,
+            "description": "A bad codec spec or model, no volumes, or more jobs than "
+            "VESSELZIP_MAX_SWEEP_JOBS.",
+        },
         503: {"model": ErrorBody, "description": "The queue (Redis) is unreachable."},
     },
 )
