@@ -18,9 +18,10 @@ import numpy as np
 from vesselzip.errors import VesselzipError
 
 # Keys of a dataset entry that are not files to cut.
-_NOT_FILES = {"image", "seed", "spacing", "field_of_view", "source", "offset"}
-# Facts about the source volume that hold for its crops too.
-_KEPT = ("seed", "spacing", "field_of_view")
+_NOT_FILES = {"image", "seed", "spacing", "field_of_view", "geometry", "source", "offset"}
+# Facts about the source volume that hold for its crops too (`geometry`: the real
+# mask a volume was rendered around, and which truths it has).
+_KEPT = ("seed", "spacing", "field_of_view", "geometry")
 
 
 def crop_offsets(

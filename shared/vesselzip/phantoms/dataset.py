@@ -65,15 +65,9 @@ def write_phantom_dataset(
         raise VesselzipError(f"n must be at least 1, got {n}")
     shape = check_shape(shape)
     outdir = Path(outdir)
-    if outdir.exists() and not outdir.is_dir():
-        raise VesselzipError(f"{outdir} exists and is not a directory")
+    make_dataset_dirs(outdir)
     images_dir = outdir / "imagesTr"
     labels_dir = outdir / "labelsTr"
-    try:
-        images_dir.mkdir(parents=True, exist_ok=True)
-        labels_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VesselzipError(f"cannot create {outdir}: {exc.strerror}") from exc
 
     training = []
     for i in range(n):
@@ -99,19 +93,13 @@ def write_phantom_dataset(
         if progress is not None:
             progress(i, phantom)
 
-    dataset = {
-        "name": "vesselzip-phantoms",
-        "description": "Synthetic TOF-MRA-like cerebrovascular volumes with exact vessel masks",
-        "reference": "vesselzip.phantoms",
-        "tensorImageSize": "3D",
-        "modality": {"0": "MRA"},
-        "labels": {"0": "background", "1": "vessel"},
-        "label_sets": LABEL_SETS,
-        "numTraining": n,
-        "numTest": 0,
-        "training": training,
-        "test": [],
-        "generator": {
+    return write_dataset_json(
+        outdir,
+        name="vesselzip-phantoms",
+        description="Synthetic TOF-MRA-like cerebrovascular volumes with exact vessel masks",
+        label_sets=LABEL_SETS,
+        training=training,
+        generator={
             "name": "vesselzip.phantoms",
             "version": GENERATOR_VERSION,
             "seed": seed,
@@ -120,6 +108,38 @@ def write_phantom_dataset(
             "spacing": None if spacing is None else [float(s) for s in spacing],
             "field_of_view": field_of_view,
         },
+    )
+
+
+def make_dataset_dirs(outdir: Path) -> None:
+    """Create OUTDIR/imagesTr and OUTDIR/labelsTr (and OUTDIR), or say why not."""
+    if outdir.exists() and not outdir.is_dir():
+        raise VesselzipError(f"{outdir} exists and is not a directory")
+    try:
+        for folder in ("imagesTr", "labelsTr"):
+            (outdir / folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VesselzipError(f"cannot create {outdir}: {exc.strerror}") from exc
+
+
+def write_dataset_json(
+    outdir: Path, *, name: str, description: str, label_sets: dict, training: list, generator: dict
+) -> Path:
+    """OUTDIR/dataset.json in the Medical Segmentation Decathlon layout, with the
+    `label_sets` and `generator` blocks of this package."""
+    dataset = {
+        "name": name,
+        "description": description,
+        "reference": "vesselzip.phantoms",
+        "tensorImageSize": "3D",
+        "modality": {"0": "MRA"},
+        "labels": {"0": "background", "1": "vessel"},
+        "label_sets": label_sets,
+        "numTraining": len(training),
+        "numTest": 0,
+        "training": training,
+        "test": [],
+        "generator": generator,
     }
     path = outdir / "dataset.json"
     path.write_text(json.dumps(dataset, indent=2) + "\n")

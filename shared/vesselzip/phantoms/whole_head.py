@@ -1,7 +1,7 @@
-"""Whole heads: an anatomical head (`head`) in a clinical axial TOF slab, the
-named arteries and Circle of Willis variants (`arteries`), cortical trees grown
-from them by Murray's law (`trees`), the multi-slab inflow pattern, bias field and
-the scanner (`fields`). Labels follow the paper: the default mask is the union of
+"""Whole heads: an anatomical head (`head`, drawn with its sinuses and coil bias by
+`background`) in a clinical axial TOF slab, the named arteries and Circle of Willis
+variants (`arteries`), cortical trees grown from them by Murray's law (`trees`),
+the multi-slab inflow pattern (`inflow`) and the scanner (`fields`). Labels follow the paper: the default mask is the union of
 the named arterial territories; every vessel and the territory map come beside it.
 
 Geometry is in millimetres, so any shape and spacing work: a 512x512x160 clinical
@@ -14,17 +14,15 @@ import math
 import numpy as np
 
 from .arteries import Centreline, draw_circle_variant, named_arteries
-from .fields import acquire, smooth_noise, upsample_fast
-from .head import brain_depth, draw_anatomy, dural_sinuses, render_tissue
-from .inflow import shade, slab_tissue
-from .phantom import INT16_MAX, Phantom, phantom_affine, plain_json
+from .background import draw_background, scan_image
+from .head import brain_depth, draw_anatomy
+from .inflow import shade
+from .phantom import Phantom, phantom_affine, plain_json
 from .trees import Growth, Stretch, grow_trees
 from .tubes import mask_of, rasterise, segment_boxes, voxel_blur_mm
 
 #: Clinical whole-head TOF: 0.35-0.5 mm in-plane (often zero-filled), 0.5-0.8 mm slices.
 MIN_IN_PLANE_SPACING = 0.35
-#: Background anatomy is drawn on a grid of about this size (mm), in-plane and across.
-COARSE_MM = (1.0, 1.0, 1.2)
 
 
 def draw_whole_head_spacing(rng) -> tuple[float, float, float]:
@@ -113,14 +111,8 @@ def draw_pose(rng, shape, spacing) -> dict:
 
 def make_whole_head(rng, seed: int, shape, spacing) -> Phantom:
     spacing_arr = np.asarray(spacing, dtype=np.float64)
-    shape_arr = np.asarray(shape)
-    extent = (shape_arr - 1) * spacing_arr
-    style = draw_style(rng)
-    # The point-spread function is drawn in voxels of a clinical reconstruction
-    # (zero-filled, finer than acquired); coarser voxels get correspondingly less.
-    for key, clinical_mm in (("psf_in_plane", 0.45), ("psf_slices", 0.65)):
-        voxel = float(spacing_arr[2] if key == "psf_slices" else spacing_arr[:2].mean())
-        style[key] = max(style[key] * min(1.0, clinical_mm / voxel), 0.3)
+    extent = (np.asarray(shape) - 1) * spacing_arr
+    style = fit_psf_to_voxels(draw_style(rng), spacing_arr)
     anatomy = draw_anatomy(rng)
     variant = draw_circle_variant(rng)
     pose = draw_pose(rng, shape, spacing_arr)
@@ -132,31 +124,13 @@ def make_whole_head(rng, seed: int, shape, spacing) -> Phantom:
     def to_volume(points):
         return np.asarray(points) @ rotation.T + origin
 
-    # Background on a coarse grid spanning the same extent.
-    coarse_shape = tuple(
-        int(min(n, math.ceil(n * s / c))) for n, s, c in zip(shape, spacing, COARSE_MM, strict=True)
-    )
-    coarse_spacing = shape_arr * spacing_arr / np.asarray(coarse_shape)
-    shift = 0.5 * coarse_spacing - 0.5 * spacing_arr  # coarse centre 0, in volume mm
-    axes = [
-        np.arange(n, dtype=np.float32) * np.float32(c) + np.float32(o)
-        for n, c, o in zip(coarse_shape, coarse_spacing, shift, strict=True)
-    ]
-    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1) - origin.astype(np.float32)
-    coords = [grid @ rotation[:, d].astype(np.float32) for d in range(3)]
-    del grid
-    tissue_c, brain_c = render_tissue(rng, coords, coarse_spacing, anatomy, style)
-    veins = _vein_segments(anatomy, style, to_volume, shift)
-    vein_fraction, vein_signal = rasterise(
-        veins, coarse_shape, coarse_spacing, voxel_blur_mm(coarse_spacing)
-    )
-    tissue_c = tissue_c * (1.0 - vein_fraction) + vein_signal
-    bias_c = np.exp(
-        style["bias_strength"]
-        * smooth_noise(rng, coarse_shape, coarse_spacing, 70.0, upsample_fast)
-    )
-    z_coarse = axes[2].astype(np.float64)
-    tissue_c *= bias_c * slab_tissue(z_coarse, style).astype(np.float32)[None, None, :]
+    def head_coords(grid):  # coarse voxel centres, volume mm -> head frame
+        grid = grid - origin.astype(np.float32)
+        return [grid @ rotation[:, d].astype(np.float32) for d in range(3)]
+
+    background = draw_background(rng, shape, spacing_arr, anatomy, style, head_coords, to_volume)
+    tissue_c, brain_c, bias_c = background.tissue, background.brain, background.bias
+    coarse_spacing = background.spacing
 
     # Arteries: the named tree, then cortical trees grown from its branches.
     lines = named_arteries(rng, variant, anatomy["radii"][0] / 74.0, style["tortuosity"])
@@ -217,18 +191,8 @@ def make_whole_head(rng, seed: int, shape, spacing) -> Phantom:
     territories = _territories(segments, classes, vessels, shape, spacing_arr, blur)
     mask = (territories > 0).astype(np.uint8)
 
-    # Partial-volume mix, in place: vessel signal replaces the tissue it displaces.
-    tissue = upsample_fast(tissue_c, shape)
-    np.subtract(1.0, fraction, out=fraction)
-    fraction *= tissue
-    fraction += signal
-    clean = fraction
-    del signal
-    tissue *= np.float32(style["fine_texture"])
-    noisy = acquire(rng, clean, style, texture=tissue)
-    del tissue, clean
-    np.rint(noisy, out=noisy)
-    np.clip(noisy, 0, INT16_MAX, out=noisy)
+    noisy = scan_image(rng, fraction, signal, tissue_c, style)
+    del fraction, signal
     image = noisy.astype(np.int16)
 
     style = {
@@ -255,6 +219,16 @@ def make_whole_head(rng, seed: int, shape, spacing) -> Phantom:
         territories=territories,
         segment_territories=classes,
     )
+
+
+def fit_psf_to_voxels(style: dict, spacing) -> dict:
+    """The point-spread function is drawn in voxels of a clinical reconstruction
+    (zero-filled, finer than acquired); coarser voxels get correspondingly less."""
+    spacing = np.asarray(spacing, dtype=np.float64)
+    for key, clinical_mm in (("psf_in_plane", 0.45), ("psf_slices", 0.65)):
+        voxel = float(spacing[2] if key == "psf_slices" else spacing[:2].mean())
+        style[key] = max(style[key] * min(1.0, clinical_mm / voxel), 0.3)
+    return style
 
 
 #: Named arteries that shed side branches into the cortex.
@@ -330,24 +304,6 @@ def _cortical_trunks(rng, lines, to_volume, rotation, entry) -> list[Stretch]:
             line = by_name[f"{side} {vessel}"]
             add(f"{side} {vessel}", 1.0, line.points[-1] - line.points[-3], 1.0)
     return trunks
-
-
-def _vein_segments(anatomy, style, to_volume, shift) -> np.ndarray:
-    """Dural sinuses as tubes on the coarse grid (positions relative to its first
-    centre). Venous blood is saturated: dim, sometimes partly visible."""
-    level = style["tissue_level"] * style["vein_ratio"]
-    rows = []
-    for points, radius in dural_sinuses(anatomy):
-        p = to_volume(points) - shift
-        shine = np.full(len(p), level)
-        if style["veins_visible"]:  # the lower, sigmoid part catches some inflow
-            shine *= 1.0 + np.clip((-np.asarray(points)[:, 2] - 10.0) / 30.0, 0.0, 1.0)
-        rows.append(
-            np.column_stack(
-                [p[:-1], p[1:], np.full((len(p) - 1, 2), radius), shine[:-1], shine[1:]]
-            )
-        )
-    return np.vstack(rows)
 
 
 def _territories(segments, classes, vessels, shape, spacing, blur) -> np.ndarray:
