@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from vesselzip.cli import main
-from vesselzip.dataset_crops import crop_offsets, write_crop_dataset
+from vesselzip.dataset_crops import COW_TERRITORIES, cow_window, crop_offsets, write_crop_dataset
 from vesselzip.errors import VesselzipError
 from vesselzip.phantoms import write_phantom_dataset
+from vesselzip.phantoms.arteries import TERRITORY_LABELS
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +109,35 @@ def test_cli_writes_crops_and_reports_errors(source, tmp_path, capsys):
     assert "wrote 4 crops (20x16x12) from 2 volumes" in capsys.readouterr().out
     assert main(["crop-dataset", str(tmp_path / "missing.json"), str(tmp_path / "x")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_a_circle_of_willis_crop_holds_the_whole_circle(tmp_path):
+    heads = write_phantom_dataset(
+        tmp_path / "heads", 1, seed=3001, shape=(256, 256, 64), spacing=(0.5, 0.5, 0.8)
+    )
+    entry = json.loads(heads.read_text())["training"][0]
+    territories = np.asarray(nib.load(heads.parent / entry["territories"]).dataobj)
+    assert main(["crop-dataset", str(heads), str(tmp_path / "cow"), "--cow", "5"]) == 0
+    crops = json.loads((tmp_path / "cow" / "dataset.json").read_text())["training"]
+    assert len(crops) == 1
+    crop = nib.load(tmp_path / "cow" / crops[0]["territories"])
+    cut = np.asarray(crop.dataobj)
+    circle = [n for n, name in TERRITORY_LABELS.items() if name in COW_TERRITORIES]
+    # Every voxel of the circle's own arteries is inside, with its margin of 5 mm ...
+    assert np.isin(cut, circle).sum() == np.isin(territories, circle).sum() > 0
+    window = cow_window(territories, crop.header.get_zooms(), 5.0)
+    assert cut.shape == tuple(w.stop - w.start for w in window)
+    # ... and the crop is the circle's region, as TopCoW's are (about 40-50 mm across),
+    # not the head (128 mm across here).
+    extent = np.array(cut.shape) * np.array(crop.header.get_zooms()[:3])
+    assert np.all(extent[:2] < 80) and np.all(extent > 15), extent
+    assert np.array_equal(
+        np.asarray(nib.load(tmp_path / "cow" / crops[0]["label"]).dataobj) > 0, cut > 0
+    )
+
+
+def test_a_circle_of_willis_crop_needs_territories(source, tmp_path):
+    with pytest.raises(VesselzipError, match="no territories"):
+        write_crop_dataset(source, tmp_path, cow_margin_mm=5.0)
+    with pytest.raises(VesselzipError, match="no Circle of Willis artery"):
+        cow_window(np.zeros((8, 8, 8), np.uint8), (1.0, 1.0, 1.0), 5.0)

@@ -63,11 +63,25 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def test_the_segmenters_are_listed_with_what_each_is_for(capsys):
-    assert available_segmenters() == ["mvn-small", "mvn-small-heads", "mvn-checkpoint", "frangi"]
+    assert available_segmenters() == ["mvn-arteries", "mvn-vessels", "mvn-checkpoint", "frangi"]
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == available_segmenters()
-    assert all(len(line.split()) > 3 for line in lines)
+    names = [line.split()[0] for line in lines]
+    assert names == [*available_segmenters(), "mvn-small-heads", "mvn-small"]
+    assert "answers: named arteries" in lines[0] and "answers: every vessel" in lines[1]
+    assert lines[-1].split()[-1] == "mvn-vessels"  # an earlier name, and of what
+
+
+def test_earlier_names_load_the_same_models():
+    assert load_segmenter("mvn-small", device="cpu") is load_segmenter("mvn-vessels", device="cpu")
+    arteries = load_segmenter("mvn-small-heads", device="cpu")
+    assert arteries is load_segmenter("mvn-arteries", device="cpu")
+    info = arteries.info()
+    assert (info.name, info.aliases, info.answers) == (
+        "mvn-arteries",
+        ["mvn-small-heads"],
+        "named arteries",
+    )
 
 
 def test_unknown_name_is_a_clear_error():
@@ -173,10 +187,15 @@ def test_bundled_model_segments_a_phantom(phantom_files):
     for name in BUNDLED_MODELS:
         assert all(f.is_file() for f in bundled_files(name)), f"{name} ships with the package"
     volume, truth = read_volume(phantom_files[0]), read_volume(phantom_files[1]).data
-    mask = segment(volume, device="cpu")  # the default model
-    assert load_segmenter(None, device="cpu").name == get_settings().default_model
+    # A crop phantom's truth is every vessel: the model that answers that.
+    mask = segment(volume, "mvn-vessels", device="cpu")
     assert mask.shape == volume.shape
     assert dice(mask, truth) > 0.7
+    # The default answers the named arteries (whole heads and their Circle of Willis:
+    # test_heads_model_marks_the_named_arteries_of_a_whole_head).
+    default = load_segmenter(None, device="cpu")
+    assert default.name == get_settings().default_model == "mvn-arteries"
+    assert default.info().answers == "named arteries"
 
 
 def test_segment_command_writes_a_mask_on_the_input_grid(phantom_files, tmp_path, capsys):
@@ -221,7 +240,7 @@ def test_frangi_scales_are_capped_in_voxels_so_tiny_voxels_cannot_stall_a_worker
     assert np.any(tiny > 0)
 
 
-@pytest.mark.parametrize("model", ["mvn-small", "mvn-small-heads"])
+@pytest.mark.parametrize("model", ["mvn-vessels", "mvn-arteries"])
 @pytest.mark.parametrize("corner", [(32, 32, 24), (34, 31, 25)], ids=["on-blocks", "off-blocks"])
 def test_bundled_models_see_a_crop_the_same_inside_a_larger_field_of_view(model, corner):
     phantom = make_phantom(11, shape=(64, 64, 48), field_of_view="crop")
@@ -237,7 +256,7 @@ def test_bundled_models_see_a_crop_the_same_inside_a_larger_field_of_view(model,
     assert alone.any()
     assert around.sum() == around[crop].sum(), "nothing may be marked in air"
     assert dice(alone, around[crop]) >= 0.97
-    if model == "mvn-small":  # its truth: every vessel, as the crop's mask
+    if model == "mvn-vessels":  # its truth: every vessel, as the crop's mask
         assert dice(alone, phantom.mask) > 0.6
 
 
@@ -250,8 +269,8 @@ def small_whole_head():
 def test_heads_model_marks_the_named_arteries_of_a_whole_head(small_whole_head):
     head = small_whole_head
     volume = Volume(head.image, head.affine, header=None)
-    heads = load_segmenter("mvn-small-heads", device="cpu").segment(volume)
-    crops = load_segmenter("mvn-small", device="cpu").segment(volume)
+    heads = load_segmenter("mvn-arteries", device="cpu").segment(volume)
+    crops = load_segmenter("mvn-vessels", device="cpu").segment(volume)
     # The paper's truth is the named arteries; the crop model marks every vessel.
     assert dice(heads, head.mask) > 0.75
     assert dice(heads, head.mask) > dice(crops, head.mask) + 0.2

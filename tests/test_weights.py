@@ -8,20 +8,21 @@ from vesselzip.weights import BUNDLED_MODELS, bundled_files, model_identity
 
 
 def test_the_bundled_model_is_identified_by_the_content_of_its_files(tmp_path, monkeypatch):
-    bundled = model_identity("mvn-small")
-    assert bundled.startswith("mvn-small@") and bundled == model_identity("mvn-small")
+    bundled = model_identity("mvn-vessels")
+    assert bundled.startswith("mvn-vessels@") and bundled == model_identity("mvn-vessels")
+    assert model_identity("mvn-small") == bundled  # its earlier name: the same model
     # Each bundled model is its own.
     identities = {model_identity(name) for name in BUNDLED_MODELS}
     assert len(identities) == len(BUNDLED_MODELS)
     # A copy elsewhere is the same model; a changed copy is not.
-    sources = bundled_files("mvn-small")
+    sources = bundled_files("mvn-vessels")
     copies = [tmp_path / source.name for source in sources]
     for source, copy in zip(sources, copies, strict=True):
         shutil.copyfile(source, copy)
     monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
-    assert model_identity("mvn-small") == bundled
+    assert model_identity("mvn-vessels") == bundled
     copies[1].write_text(copies[1].read_text().replace('"vessel_threshold"', '"old_key"'))
-    assert model_identity("mvn-small") != bundled
+    assert model_identity("mvn-vessels") != bundled
 
 
 def test_a_checkpoint_is_identified_by_its_path_size_and_time(tmp_path):

@@ -118,6 +118,8 @@ class JobResult(BaseModel):
     job_id: str
     state: Literal[JobState.FINISHED, JobState.FAILED]
     model: str
+    # The truth the model's mask answers ("named arteries" or "every vessel").
+    model_answers: str | None = None
     codec: dict[str, Any]
     image: ImageInfo
     owner: str | None = None
@@ -351,6 +353,7 @@ def run_job(
         job_id=spec.job_id,
         state=JobState.FINISHED,
         model=spec.model,
+        model_answers=segmenter.info().answers,
         codec=spec.codec,
         image=spec.image,
         owner=spec.owner,

@@ -11,6 +11,11 @@ from pydantic import BaseModel, Field
 
 class ModelInfo(BaseModel):
     name: str
+    aliases: list[str] = Field(default_factory=list, description="Earlier names, accepted too.")
+    answers: str | None = Field(
+        default=None,
+        description='The truth its masks answer: "named arteries" or "every vessel".',
+    )
     summary: str = ""
     min_side: int = Field(
         default=1, ge=1, description="Fewest voxels along every axis, on the grid the model sees."

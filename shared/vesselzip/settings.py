@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     redis_url: str = ""
     # Blobs, truths, masks and result JSON; a shared mount when workers run elsewhere.
     store_dir: Path = Path("var/store")
-    default_model: str = "mvn-small"
+    default_model: str = "mvn-arteries"
     # Path to a MambaVesselNet++ checkpoint (e.g. the paper's full config); when set,
     # the model name "mvn-checkpoint" uses it.
     checkpoint: Path | None = None

@@ -14,12 +14,30 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).parent / "model" / "weights"
 #: The bundled models by name, and the stem of their files in WEIGHTS_DIR (weights in
 #: STEM.pt, inference settings and training record in STEM.json; MODEL_CARD.md has both).
-BUNDLED_MODELS = {"mvn-small": "mvn_small", "mvn-small-heads": "mvn_small_heads"}
+BUNDLED_MODELS = {"mvn-arteries": "mvn_small_heads", "mvn-vessels": "mvn_small"}
+#: The names the bundled models had before they were named by the truth they answer;
+#: still accepted everywhere a model name is.
+MODEL_ALIASES = {"mvn-small-heads": "mvn-arteries", "mvn-small": "mvn-vessels"}
+#: The truth each model's mask answers: the named arteries of the Circle of Willis and
+#: their main branches (as the paper's RSNA labels and TopCoW's are drawn), or every
+#: visible vessel (as IXI's and VesselVerse's are).
+NAMED_ARTERIES, EVERY_VESSEL = "named arteries", "every vessel"
+MODEL_ANSWERS = {
+    "mvn-arteries": NAMED_ARTERIES,
+    "mvn-vessels": EVERY_VESSEL,
+    "mvn-checkpoint": NAMED_ARTERIES,  # the paper's model, trained on RSNA's labels
+    "frangi": EVERY_VESSEL,
+}
+
+
+def model_name(name: str) -> str:
+    """The model's name, an earlier name resolved (`MODEL_ALIASES`)."""
+    return MODEL_ALIASES.get(name, name)
 
 
 def bundled_files(model: str) -> tuple[Path, Path]:
     """The weights and the settings file of the bundled model called `model`."""
-    stem = WEIGHTS_DIR / BUNDLED_MODELS[model]
+    stem = WEIGHTS_DIR / BUNDLED_MODELS[model_name(model)]
     return stem.with_suffix(".pt"), stem.with_suffix(".json")
 
 
@@ -28,6 +46,7 @@ def model_identity(model: str, checkpoint: str | Path | None = None) -> str:
     the bundled files' SHA-256 for a bundled model; for mvn-checkpoint the checkpoint's
     path, size and modification time (cheap even for the paper's 600 MB file; a
     missing file counts by its path). Frangi has no weights: its name is enough."""
+    model = model_name(model)
     if model in BUNDLED_MODELS:
         files = bundled_files(model)
         return f"{model}@{_content_digest(tuple((f, *_stat(f)) for f in files))}"

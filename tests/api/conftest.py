@@ -25,8 +25,8 @@ BOB = {"X-API-Key": "key-bob"}
 
 OFFERED = [
     ModelInfo(name="frangi"),
-    ModelInfo(name="mvn-small", min_side=4),
-    ModelInfo(name="mvn-small-heads", min_side=4),
+    ModelInfo(name="mvn-arteries", min_side=4),
+    ModelInfo(name="mvn-vessels", min_side=4),
 ]
 
 

@@ -144,11 +144,9 @@ def test_serve_stops_its_workers_and_redis_on_sigterm(tmp_path):
     assert_no_temp_folder_left(log, tmp_path)
 
 
-def test_demo_runs_the_main_job_through_http(tmp_path):
-    shape = ",".join(str(n) for n in SMALL_SHAPE)
+def demo_rows(tmp_path, *arguments: str) -> list[list[str]]:
     run = subprocess.run(
-        [sys.executable, "-m", "vesselzip", "demo", "--volumes", "2", "--shape", shape]
-        + ["--settings", "none,zfp:rate=4"],
+        [sys.executable, "-m", "vesselzip", "demo", *arguments, "--settings", "none,zfp:rate=4"],
         env=embedded_env(tmp_path / "store"),
         capture_output=True,
         text=True,
@@ -156,7 +154,12 @@ def test_demo_runs_the_main_job_through_http(tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     table = run.stdout.split("Compression vs. segmentation", 1)[1]
-    rows = [line.split() for line in table.splitlines() if line.strip().startswith("phantom_")]
+    return [line.split() for line in table.splitlines() if line.strip().startswith("phantom_")]
+
+
+def test_demo_runs_the_main_job_through_http(tmp_path):
+    shape = ",".join(str(n) for n in SMALL_SHAPE)
+    rows = demo_rows(tmp_path, "--volumes", "2", "--field-of-view", "crop", "--shape", shape)
     assert [row[:2] for row in rows] == [
         ["phantom_000", "none"],
         ["phantom_000", "zfp:rate=4"],
@@ -169,6 +172,17 @@ def test_demo_runs_the_main_job_through_http(tmp_path):
         assert 0 < iou <= dice <= 1
     assert all(row[4] == "lossless" for row in rows if row[1] == "none")
     assert all(float(row[2]) > 3 for row in rows if row[1] == "zfp:rate=4")
+
+
+def test_the_default_demo_segments_the_circle_of_willis_of_a_whole_head(tmp_path):
+    # A 512x512x160 whole head cut to its Circle of Willis, the default model on it.
+    rows = demo_rows(tmp_path, "--volumes", "1", "--model", "mvn-arteries")
+    assert [row[:2] for row in rows] == [
+        ["phantom_000_crop00", "none"],
+        ["phantom_000_crop00", "zfp:rate=4"],
+    ]
+    assert all(row[-1] == "finished" for row in rows)
+    assert float(rows[0][6]) > 0.8  # Dice against the named arteries
 
 
 def test_serve_restarts_its_killed_embedded_redis_at_the_same_url(tmp_path, phantoms):

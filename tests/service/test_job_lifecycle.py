@@ -96,7 +96,9 @@ def test_input_a_model_cannot_take_is_refused_at_upload(private_stack, tmp_path)
     by_name = {m["name"]: m for m in offered["models"]}
     # No checkpoint configured: the worker cannot load mvn-checkpoint, so does not offer it.
     assert "mvn-checkpoint" not in by_name
-    assert by_name["mvn-small"]["min_side"] == 4 and by_name["frangi"]["min_side"] == 1
+    assert by_name["mvn-arteries"]["min_side"] == 4 and by_name["frangi"]["min_side"] == 1
+    assert by_name["mvn-arteries"]["answers"] == "named arteries"
+    assert by_name["mvn-vessels"]["aliases"] == ["mvn-small"]
 
     data = np.full((1, 64, 64), 100, np.int16)
     for shape in ((1, 64, 64), (64, 64, 1), (2, 2, 2), (1, 1, 200)):
@@ -142,4 +144,4 @@ def test_models_the_workers_offer_are_listed(private_stack):
     names = [
         m["name"] for m in httpx.get(f"{stack.base_url}/v1/models", timeout=10).json()["models"]
     ]
-    assert names == ["frangi", "mvn-small", "mvn-small-heads"]
+    assert names == ["frangi", "mvn-arteries", "mvn-vessels"]

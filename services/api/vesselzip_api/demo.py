@@ -37,13 +37,19 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     return shape
 
 
+#: Default phantom shape per --field-of-view: a clinical whole-head grid, or a crop.
+DEFAULT_SHAPES = {"cow": "512,512,160", "whole-head": "512,512,160", "crop": "64,64,48"}
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    from vesselzip.dataset_crops import write_crop_dataset
     from vesselzip.phantoms import write_phantom_dataset
 
     console = Console()
     if not console.is_terminal:  # e.g. piped into a file: do not squeeze the table
         console = Console(width=120)
-    shape = parse_shape(args.shape)
+    field_of_view = getattr(args, "field_of_view", "crop")
+    shape = parse_shape(args.shape or DEFAULT_SHAPES[field_of_view])
     specs = [s.strip() for s in args.settings.split(",") if s.strip()]
     if args.volumes < 1 or not specs:
         raise VesselzipError("the demo needs at least one volume and one setting")
@@ -54,11 +60,22 @@ def run_demo(args: argparse.Namespace) -> int:
     ):
         console.print(
             f"Writing {args.volumes} phantom(s) of {shape[0]}x{shape[1]}x{shape[2]} voxels"
+            + (", cut to their Circle of Willis" if field_of_view == "cow" else "")
         )
-        dataset = json.loads(
-            write_phantom_dataset(tmp, args.volumes, seed=args.seed, shape=shape).read_text()
+        kind = "crop" if field_of_view == "crop" else "whole-head"
+        dataset_json = write_phantom_dataset(
+            Path(tmp) / "phantoms",
+            args.volumes,
+            seed=args.seed,
+            shape=shape,
+            spacing=None,
+            field_of_view=kind,
         )
-        pairs = [(Path(tmp) / e["image"], Path(tmp) / e["label"]) for e in dataset["training"]]
+        if field_of_view == "cow":
+            dataset_json = write_crop_dataset(dataset_json, Path(tmp) / "cow", cow_margin_mm=5.0)
+        dataset = json.loads(dataset_json.read_text())
+        base = dataset_json.parent
+        pairs = [(base / e["image"], base / e["label"]) for e in dataset["training"]]
 
         url = args.url
         if not url:

@@ -36,6 +36,7 @@ from vesselzip.jobs import (
 from vesselzip.model_info import ModelInfo
 from vesselzip.settings import Settings
 from vesselzip.store import BlobStore
+from vesselzip.weights import model_name
 from vesselzip_api.access import check_access
 from vesselzip_api.errors import JobNotReadyError
 from vesselzip_api.schemas import (
@@ -116,7 +117,7 @@ class JobService:
     ) -> JobCreated:
         """Validate and compress the upload, store blob and truth, queue the job.
         Nothing is stored unless every check passed."""
-        model = model or self.settings.default_model
+        model = model_name(model or self.settings.default_model)
         offered = self.check_model(model)
         queue = queue or self.settings.default_queue
         job_id = new_job_id()
@@ -179,6 +180,7 @@ class JobService:
         )
 
     def check_model(self, name: str) -> ModelInfo | None:
+        name = model_name(name)
         """What the workers say of model `name`; ModelNotAvailableError when none offers
         it (each worker offers only what it loaded). While no worker offers anything,
         every name is accepted (None): the job waits for a worker, which fails it at
@@ -292,6 +294,7 @@ class JobService:
             attempts=result.attempts,
             max_attempts=queued.max_attempts if queued else result.attempts,
             model=result.model,
+            model_answers=result.model_answers,
             codec=result.codec,
             image=result.image.model_dump(),
             has_truth=result.has_truth,

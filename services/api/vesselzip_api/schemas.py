@@ -116,6 +116,11 @@ class JobStatus(BaseModel):
     attempts: int = Field(description="Attempts started so far.")
     max_attempts: int
     model: str
+    model_answers: str | None = Field(
+        default=None,
+        description='The truth the mask answers: "named arteries" (the Circle of Willis and '
+        'its main branches) or "every vessel"; once the job finished.',
+    )
     codec: dict[str, Any]
     image: ImageInfo
     has_truth: bool

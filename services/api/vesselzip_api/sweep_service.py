@@ -42,7 +42,7 @@ from vesselzip.sweeps import (
     sweep_summary,
     sweeps_over,
 )
-from vesselzip.weights import model_identity
+from vesselzip.weights import model_identity, model_name
 from vesselzip_api.access import check_access, sees_everything
 from vesselzip_api.errors import EmptyDatasetError
 from vesselzip_api.job_service import JobService, check_input
@@ -93,7 +93,7 @@ class SweepService:
                 f"included) make {n_jobs} jobs, more than VESSELZIP_MAX_SWEEP_JOBS "
                 f"({self.settings.max_sweep_jobs}) allows in a sweep"
             )
-        model = request.model or self.settings.default_model
+        model = model_name(request.model or self.settings.default_model)
         offered = self.jobs.check_model(model)
         for volume in dataset.volumes:
             check_input(offered, volume_image(volume), f"volume {volume.id}")

@@ -19,7 +19,9 @@ def register(subparsers) -> None:
             "Cut --per-volume crops of --size voxels from every training volume of a "
             "decathlon-style dataset.json into OUTDIR (imagesTr/, labelsTr/, any other "
             "label set the entries list, dataset.json). A share --on-label of the crops is "
-            "centred near a labelled voxel, the rest anywhere in the volume. The same "
+            "centred near a labelled voxel, the rest anywhere in the volume. With --cow, "
+            "one crop per volume instead: the box of its Circle of Willis (from its "
+            "territories) and a margin, as TopCoW cuts its region of interest. The same "
             "arguments give the same crops."
         ),
     )
@@ -41,6 +43,12 @@ def register(subparsers) -> None:
         help="share of crops centred near a labelled voxel (default 0.5)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--cow",
+        type=float,
+        metavar="MARGIN_MM",
+        help="one Circle-of-Willis crop per volume, with this margin in mm (e.g. 5)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -50,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
     from vesselzip.dataset_crops import write_crop_dataset
 
+    if args.cow is not None and not 0 <= args.cow <= 100:
+        raise VesselzipError(f"--cow takes a margin of 0 to 100 mm, got {args.cow}")
     if min(args.size) < 1:
         raise VesselzipError(f"--size must be positive, got {args.size}")
     if args.outdir.exists() and not args.outdir.is_dir():
@@ -70,11 +80,13 @@ def run(args: argparse.Namespace) -> int:
             per_volume=args.per_volume,
             seed=args.seed,
             on_label=args.on_label,
+            cow_margin_mm=args.cow,
             progress=lambda _index: progress.advance(task),
         )
     crops = len(json.loads(target.read_text())["training"])
+    size = "Circle of Willis" if args.cow is not None else "x".join(map(str, args.size))
     print(
-        f"wrote {crops} crops ({'x'.join(map(str, args.size))}) from {count} volumes "
+        f"wrote {crops} crops ({size}) from {count} volumes "
         f"to {args.outdir} in {time.perf_counter() - started:.1f}s; dataset: {target}"
     )
     return 0

@@ -100,9 +100,12 @@ def segment_command(args: argparse.Namespace) -> int:
 def models_command(args) -> int:
     from vesselzip.model import available_segmenters
     from vesselzip.model.segmenters import SUMMARIES
+    from vesselzip.weights import MODEL_ALIASES, MODEL_ANSWERS
 
     for name in available_segmenters():
-        print(f"{name:<16} {SUMMARIES[name]}")
+        print(f"{name:<16} answers: {MODEL_ANSWERS.get(name, '?'):<15} {SUMMARIES[name]}")
+    for alias, name in MODEL_ALIASES.items():
+        print(f"{alias:<16} an earlier name of {name}")
     return 0
 
 

@@ -56,12 +56,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="post phantoms through the API and print a results table",
         description="Generate TOF-MRA-like phantoms, post each one with several compression "
         "settings (and its truth) to the service, follow the jobs and print CR, PSNR, "
-        "Dice and IoU per job. Starts an embedded service unless --url is given.",
+        "Dice and IoU per job. By default the phantoms are whole heads cut to their Circle "
+        "of Willis (as TopCoW cuts its regions of interest), scored against their named "
+        "arteries. Starts an embedded service unless --url is given.",
     )
     demo.add_argument("--url", help="use a running service instead of starting one")
     demo.add_argument("--api-key", help="API key for --url (X-API-Key)")
     demo.add_argument("--volumes", type=int, default=2, help="number of phantoms")
-    demo.add_argument("--shape", default="64,64,48", help="phantom shape, e.g. 96,96,64 (voxels)")
+    demo.add_argument(
+        "--field-of-view",
+        choices=("cow", "whole-head", "crop"),
+        default="cow",
+        help="cow: whole heads cut to their Circle of Willis (default); whole-head; crop: "
+        "small crops that tissue fills, scored against every vessel",
+    )
+    demo.add_argument(
+        "--shape",
+        help="phantom shape in voxels (default 512,512,160 for heads, 64,64,48 for crops)",
+    )
     demo.add_argument(
         "--settings",
         default="none,zfp:rate=2,zfp:tolerance=500",

@@ -1,7 +1,8 @@
-"""Segmenters by name: the bundled small MambaVesselNets++ ("mvn-small", the default,
-for crops, marking every vessel; "mvn-small-heads" for whole heads, marking the named
-arteries the paper scores), a user's checkpoint such as the paper's full model
-("mvn-checkpoint"), and the training-free Frangi baseline ("frangi").
+"""Segmenters by name: the bundled small MambaVesselNets++, named by the truth they
+answer ("mvn-arteries", the default: the named arteries the paper scores; "mvn-vessels":
+every visible vessel; their earlier names "mvn-small-heads" and "mvn-small" still
+work), a user's checkpoint such as the paper's full model ("mvn-checkpoint"), and the
+training-free Frangi baseline ("frangi").
 
 Loaded segmenters are cached per (name, checkpoint, device) so that a worker process
 reads its weights once and keeps the model warm.
@@ -32,7 +33,13 @@ from vesselzip.model.inference import (
     voxel_spacing,
 )
 from vesselzip.model_info import ModelInfo
-from vesselzip.weights import BUNDLED_MODELS, bundled_files
+from vesselzip.weights import (
+    BUNDLED_MODELS,
+    MODEL_ALIASES,
+    MODEL_ANSWERS,
+    bundled_files,
+    model_name,
+)
 
 log = logging.getLogger("vesselzip.model")
 
@@ -47,7 +54,12 @@ class Segmenter(ABC):
 
     def info(self) -> ModelInfo:
         """What this segmenter can take (the workers announce it to the gateway)."""
-        return ModelInfo(name=self.name, summary=SUMMARIES.get(self.name, ""))
+        return ModelInfo(
+            name=self.name,
+            aliases=sorted(alias for alias, name in MODEL_ALIASES.items() if name == self.name),
+            answers=MODEL_ANSWERS.get(self.name),
+            summary=SUMMARIES.get(self.name, ""),
+        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -177,9 +189,10 @@ _LOADERS: dict[str, Callable[[Path | None, str], Segmenter]] = {
 }
 #: What each segmenter is for, one line each (`vesselzip models`).
 SUMMARIES = {
-    "mvn-small": "bundled, the default: crops that tissue fills; marks every vessel",
-    "mvn-small-heads": "bundled: whole heads (air around the head); marks the named "
-    "arteries, like the paper's labels",
+    "mvn-arteries": "bundled, the default: the named arteries of the Circle of Willis and "
+    "their main branches, like the paper's and TopCoW's labels (was mvn-small-heads)",
+    "mvn-vessels": "bundled: every visible vessel, like IXI's and VesselVerse's labels "
+    "(was mvn-small)",
     "mvn-checkpoint": "your MambaVesselNet++ checkpoint, e.g. the paper's full model "
     "(--checkpoint or VESSELZIP_CHECKPOINT)",
     "frangi": "multi-scale Frangi vesselness and a threshold, no training",
@@ -217,8 +230,7 @@ def load_segmenter(
     process for each (name, checkpoint, device)."""
     from vesselzip.settings import get_settings
 
-    if name is None:
-        name = get_settings().default_model
+    name = model_name(name or get_settings().default_model)
     if name not in _LOADERS:
         raise ModelNotAvailableError(
             f"unknown model {name!r}; available: {', '.join(available_segmenters())}"
