@@ -365,3 +365,27 @@ def test_training_volumes_are_preprocessed_as_at_inference(dataset, normalisatio
     cpu = torch.device("cpu")
     expected = preprocess(volume.data, grid, config, cpu, scaling=nifti_scaling(volume.header))
     torch.testing.assert_close(case["image"].clamp(0.0, 1.0), expected[0])
+
+
+def test_another_label_set_can_be_the_truth_learned(dataset, tmp_path, capsys):
+    # A second label set beside `label`, as whole heads list `vessels`; its paths are
+    # relative to the dataset.json, as the generator writes them.
+    entries = json.loads(dataset.read_text())
+    (dataset.parent / "vesselsTr").mkdir(exist_ok=True)
+    for entry in entries["training"]:
+        entry["vessels"] = entry["label"].replace("labelsTr", "vesselsTr")
+        (dataset.parent / entry["vessels"]).write_bytes(
+            (dataset.parent / entry["label"]).read_bytes()
+        )
+    with_vessels = dataset.parent / "with_vessels.json"
+    with_vessels.write_text(json.dumps(entries))
+    training, validation = split_dataset(
+        TrainConfig(with_vessels, tmp_path / "run", label_key="vessels")
+    )
+    for item in training + validation:
+        assert Path(item["vessels"]).is_file() and "vesselsTr" in item["vessels"]
+    assert parse_train("--data", "d.json", "--out", "o", "--label-key", "vessels").label_key == (
+        "vessels"
+    )
+    assert main(train_args(dataset, tmp_path / "r", "--label-key", "vessels")) == 2
+    assert "have no 'vessels' truth" in capsys.readouterr().err

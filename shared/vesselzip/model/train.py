@@ -110,6 +110,13 @@ class TrainConfig:
             "validation list, else the last --val-count volumes)"
         },
     )
+    label_key: str = field(
+        default="label",
+        metadata={
+            "help": "the entries' truth to learn: label (a whole head's named arteries), or "
+            "another label set they list, e.g. vessels (every vessel)"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "random seed"})
     device: str = field(
         default="auto", metadata={"help": "where to train", "choices": ("auto", "cpu", "cuda")}
@@ -368,6 +375,11 @@ def split_dataset(config: TrainConfig) -> tuple[list[dict], list[dict]]:
         if count < 1:
             raise VesselzipError("need at least two volumes: one to train, one to validate")
         training, validation = training[:-count], training[-count:]
+    lacking = [item["image"] for item in training + validation if config.label_key not in item]
+    if lacking:
+        raise VesselzipError(
+            f"{len(lacking)} volume(s) have no {config.label_key!r} truth, e.g. {lacking[0]}"
+        )
     return training, validation
 
 
@@ -378,9 +390,14 @@ def _datalist(path: Path, key: str) -> list[dict]:
     try:
         if not json.loads(path.read_text()).get(key):
             return []
-        return load_decathlon_datalist(path, True, key, path.parent)
+        items = load_decathlon_datalist(path, True, key, path.parent)
     except (ValueError, KeyError, TypeError) as error:
         raise VesselzipError(f"{path} is not a usable dataset.json: {error}") from None
+    for item in items:  # other label sets (e.g. vessels) relative to the file too
+        for name, value in item.items():
+            if isinstance(value, str) and ".nii" in value and not Path(value).is_absolute():
+                item[name] = str((path.parent / value).resolve())
+    return items
 
 
 # ------------------------------------------------------------------- training
@@ -492,7 +509,7 @@ def train(config: TrainConfig) -> dict:
     set_determinism(seed=config.seed + start)
 
     train_files, val_files = split_dataset(config)
-    load = lambda item: load_case(item["image"], item["label"], config.inference)  # noqa: E731
+    load = lambda item: load_case(item["image"], item[config.label_key], config.inference)  # noqa: E731
     train_cases = [load(item) for item in train_files]
     val_cases = [load(item) for item in val_files]
     loader = DataLoader(
