@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "vesselzip.cli.evaluate_command",
     "vesselzip.cli.phantom_command",
     "vesselzip.cli.crop_command",
+    "vesselzip.cli.mix_command",
     "vesselzip.cli.model_commands",
     "vesselzip.cli.service_commands",
     "vesselzip.cli.sweep_command",
