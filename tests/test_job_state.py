@@ -17,7 +17,7 @@ from vesselzip.model_info import ModelInfo
 from vesselzip.redis_embedded import EmbeddedRedis
 from vesselzip.settings import Settings
 from vesselzip.store import LocalStore
-from vesselzip_queue import queues
+from vesselzip_queue import queues, state
 from vesselzip_queue.catalog import announce_models, offered_models, renew_models
 from vesselzip_queue.meta import JobMeta, Write, is_cancelled
 
@@ -61,14 +61,14 @@ def rq_job(job_id: str, connection) -> Job:
 def test_a_queued_job_stands_in_its_queue_with_its_spec(connection, store):
     first, second = spec(), spec()
     queues.enqueue([first, second], queue="cpu", connection=connection, settings=SETTINGS)
-    outcome, queued = queues.find_job(second.job_id, connection, store)
+    outcome, queued = state.find_job(second.job_id, connection, store)
     assert outcome.state == JobState.QUEUED and outcome.position == 1
     assert queued is not None and queued.spec == second and queued.queue == "cpu"
     assert (queued.attempts, queued.max_attempts, queued.notes) == (0, 2, [])
-    many = queues.find_jobs([first.job_id, second.job_id, "f" * 32], connection, store)
+    many = state.find_jobs([first.job_id, second.job_id, "f" * 32], connection, store)
     assert [o.state for o in many.values()] == [JobState.QUEUED, JobState.QUEUED, LOST]
     with pytest.raises(NotFoundError):
-        queues.find_job("f" * 32, connection, store)
+        state.find_job("f" * 32, connection, store)
 
 
 def test_an_attempt_writes_its_meta_only_while_it_runs(connection, store):
@@ -83,7 +83,7 @@ def test_an_attempt_writes_its_meta_only_while_it_runs(connection, store):
     meta = JobMeta(job := rq_job(job_spec.job_id, connection))
     assert meta.begin_attempt() == Write.WRITTEN
     assert meta.progress("inference", 0.5) == Write.WRITTEN
-    outcome, queued = queues.find_job(job_spec.job_id, connection, store)
+    outcome, queued = state.find_job(job_spec.job_id, connection, store)
     assert outcome.state == JobState.RUNNING
     assert queued is not None and (queued.attempts, queued.stage, queued.progress) == (
         1,
@@ -94,7 +94,7 @@ def test_an_attempt_writes_its_meta_only_while_it_runs(connection, store):
     queues.cancel(job_spec.job_id, connection)  # RQ's cancel: the attempt learns of it
     assert is_cancelled(job)
     assert meta.progress("inference", 0.6) == Write.CANCELLED
-    assert queues.find_job(job_spec.job_id, connection, store)[0].state == JobState.CANCELLED
+    assert state.find_job(job_spec.job_id, connection, store)[0].state == JobState.CANCELLED
 
     connection.delete(job.key)  # gone (a Redis flush): a write never brings it back
     connection.delete("rq:canceled:cpu")
@@ -122,10 +122,10 @@ def test_an_entry_rq_cannot_read_answers_failed_and_can_be_removed(connection, s
     job_spec = spec()
     queues.enqueue([job_spec], queue="cpu", connection=connection, settings=SETTINGS)
     connection.hset(f"rq:job:{job_spec.job_id}", "status", "from-a-newer-rq")
-    outcome, queued = queues.find_job(job_spec.job_id, connection, store)
+    outcome, queued = state.find_job(job_spec.job_id, connection, store)
     assert outcome.state == JobState.FAILED and "cannot be read" in (outcome.error or "")
     assert queued is not None and queued.spec.owner is None
-    many = queues.find_jobs([job_spec.job_id], connection, store)
+    many = state.find_jobs([job_spec.job_id], connection, store)
     assert many[job_spec.job_id].state == JobState.FAILED
     queues.cancel(job_spec.job_id, connection)
     assert queues.rq_keys_of(job_spec.job_id, connection) == {}

@@ -49,7 +49,7 @@ from vesselzip_api.schemas import (
 )
 from vesselzip_queue import queues
 from vesselzip_queue.catalog import offered_models
-from vesselzip_queue.queues import QueuedJob
+from vesselzip_queue.state import QueuedJob, find_job
 
 
 @dataclass
@@ -180,7 +180,6 @@ class JobService:
         )
 
     def check_model(self, name: str) -> ModelInfo | None:
-        name = model_name(name)
         """What the workers say of model `name`; ModelNotAvailableError when none offers
         it (each worker offers only what it loaded). While no worker offers anything,
         every name is accepted (None): the job waits for a worker, which fails it at
@@ -237,8 +236,8 @@ class JobService:
 
     # -- helpers ----------------------------------------------------------------
     def _find(self, job_id: str, caller: str | None) -> tuple[JobOutcome, QueuedJob | None]:
-        """The job wherever it is (queues.find_job), if `caller` may see it."""
-        outcome, queued = queues.find_job(job_id, self.redis, self.store)
+        """The job wherever it is (state.find_job), if `caller` may see it."""
+        outcome, queued = find_job(job_id, self.redis, self.store)
         owned_by = queued.spec.owner if queued is not None else _result(outcome).owner
         check_access(self.settings, owned_by, caller, "this job")
         return outcome, queued

@@ -57,6 +57,7 @@ from vesselzip_api.sweep_schemas import (
     SweepTables,
 )
 from vesselzip_queue import queues
+from vesselzip_queue.state import find_jobs
 
 # Cells rerun when a sweep is POSTed again.
 _RERUN = (JobState.FAILED, JobState.CANCELLED, LOST)
@@ -191,8 +192,8 @@ class SweepService:
 
     # -- read -------------------------------------------------------------------
     def _outcomes(self, spec: SweepSpec) -> dict[str, JobOutcome]:
-        """Where each cell's job stands, read in a few round trips (queues.find_jobs)."""
-        return queues.find_jobs([cell.job_id for cell in spec.cells], self.redis, self.store)
+        """Where each cell's job stands, read in a few round trips (state.find_jobs)."""
+        return find_jobs([cell.job_id for cell in spec.cells], self.redis, self.store)
 
     def _load(self, sweep_id: str, owner: str | None) -> SweepSpec:
         spec = load_sweep(self.store, sweep_id)
@@ -275,7 +276,7 @@ class SweepService:
         job_ids = sorted(
             {cell.job_id for spec in sweeps_over(self.store, dataset_id) for cell in spec.cells}
         )
-        outcomes = queues.find_jobs(job_ids, self.redis, self.store)
+        outcomes = find_jobs(job_ids, self.redis, self.store)
         for job_id in job_ids:
             if outcomes[job_id].ended:
                 continue

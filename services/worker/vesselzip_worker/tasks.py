@@ -25,7 +25,7 @@ from vesselzip.jobs import JobResult, JobSpec, JobState, delete_job_data, run_jo
 from vesselzip.settings import get_settings
 from vesselzip.store import BlobStore, open_store
 from vesselzip_queue.meta import JobMeta, Write, is_cancelled
-from vesselzip_queue.queues import job_spec, unreadable_reason
+from vesselzip_queue.state import job_spec, unreadable_reason
 from vesselzip_queue.stats import JobStats
 
 log = logging.getLogger("vesselzip.worker")

@@ -37,7 +37,8 @@ from vesselzip.settings import Settings, get_settings
 from vesselzip.store import open_store
 from vesselzip_queue.catalog import announce_models, renew_models
 from vesselzip_queue.meta import is_cancelled
-from vesselzip_queue.queues import connect, get_queue, job_spec
+from vesselzip_queue.queues import connect, get_queue
+from vesselzip_queue.state import job_spec
 
 log = logging.getLogger("vesselzip.worker")
 
