@@ -428,6 +428,20 @@ def test_only_the_tissue_is_run_and_clear_air_marks_nothing_in_air():
     assert cleared[:28, :28, :20].all() and cleared.sum() == 28 * 28 * 20
 
 
+def test_tissue_thinner_than_a_block_is_still_segmented():
+    # A bright sliver 4 x 3 x 1 voxels in air (a crop that barely grazes a vessel):
+    # its tissue box is thinner than a block along two axes.
+    rng = np.random.default_rng(0)
+    image = np.hypot(rng.normal(0, 2.0, (40, 40, 30)), rng.normal(0, 2.0, (40, 40, 30)))
+    image[10:14, 20:23, 5] = 500.0
+    config = InferenceConfig(
+        target_spacing=None, tissue_window=4.0, roi_size=16, overlap=0.0, clear_air=True
+    )
+    mask = predict_mask(EverythingVesselNet(), image.astype(np.float32), np.eye(4), config, CPU)
+    assert mask[10:14, 20:23, 5].all()
+    assert not mask[:, :, 12:].any(), "nothing marked far from the sliver"
+
+
 def test_air_windows_between_tissue_are_background():
     # Tissue in two opposite corners: the box is the whole image, and the windows
     # in between (farther than a block from tissue) are not run.

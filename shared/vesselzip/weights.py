@@ -14,7 +14,7 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).parent / "model" / "weights"
 #: The bundled models by name, and the stem of their files in WEIGHTS_DIR (weights in
 #: STEM.pt, inference settings and training record in STEM.json; MODEL_CARD.md has both).
-BUNDLED_MODELS = {"mvn-arteries": "mvn_small_heads", "mvn-vessels": "mvn_small"}
+BUNDLED_MODELS = {"mvn-arteries": "mvn_arteries", "mvn-vessels": "mvn_vessels"}
 #: The names the bundled models had before they were named by the truth they answer;
 #: still accepted everywhere a model name is.
 MODEL_ALIASES = {"mvn-small-heads": "mvn-arteries", "mvn-small": "mvn-vessels"}

@@ -57,8 +57,10 @@ class TissueLevels:
 
 def block_means(image: torch.Tensor) -> torch.Tensor:
     """(1, 1, D, H, W) image -> (d, h, w) means over BLOCK³ blocks (the blocks at the
-    far edges average only the voxels they hold)."""
-    return F.avg_pool3d(image, BLOCK, stride=BLOCK, ceil_mode=True)[0, 0]
+    far edges average only the voxels they hold, and an axis shorter than a block is
+    one block)."""
+    kernel = tuple(min(BLOCK, n) for n in image.shape[2:])
+    return F.avg_pool3d(image, kernel, stride=BLOCK, ceil_mode=True)[0, 0]
 
 
 def tissue_levels(blocks: torch.Tensor) -> TissueLevels:

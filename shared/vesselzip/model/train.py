@@ -39,6 +39,7 @@ from rich.progress import (
 )
 
 from vesselzip.errors import ModelNotAvailableError, VesselzipError
+from vesselzip.model.augment import RandSuppressBackgroundd
 from vesselzip.model.inference import (
     InferenceConfig,
     autocast_for,
@@ -134,6 +135,13 @@ class TrainConfig:
     zoom_prob: float = field(
         default=0.3,
         metadata={"help": "share of patches zoomed 0.7-1.4x per axis (0: exact labels stay exact)"},
+    )
+    suppress_prob: float = field(
+        default=0.1,
+        metadata={
+            "help": "share of patches background-suppressed as viewing exports are "
+            "(0 outside vessels and a few tissue patches)"
+        },
     )
     # Preprocessing; stored with the weights and used again at inference.
     target_spacing: tuple[float, float, float] | None = field(
@@ -236,6 +244,10 @@ class TrainConfig:
             raise VesselzipError("iterations, batch size and val-every must be at least 1")
         if not 0.0 <= self.zoom_prob <= 1.0:
             raise VesselzipError(f"zoom probability must be between 0 and 1, got {self.zoom_prob}")
+        if not 0.0 <= self.suppress_prob <= 1.0:
+            raise VesselzipError(
+                f"suppression probability must be between 0 and 1, got {self.suppress_prob}"
+            )
         if self.patch_size % 16:
             raise VesselzipError(f"patch size must be a multiple of 16, got {self.patch_size}")
         try:
@@ -350,6 +362,8 @@ def training_transforms(config: TrainConfig) -> T.Compose:
                 "image", sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0), sigma_z=(0.3, 1.0), prob=0.2
             ),
             T.RandGaussianNoised("image", std=0.03, prob=0.3),
+            # Last: an export's background is exactly 0, whatever the noise before.
+            RandSuppressBackgroundd("image", prob=config.suppress_prob),
         ]
     steps += [
         T.Lambdad("image", clip_unit),
