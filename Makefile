@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Dev/CI pin: the CPU build of torch. The library itself only asks for a range.
 TORCH_PIN ?= torch==2.13.0
+# Extras to install: dev (everything, and the test tools); worker, gateway,... for images.
+EXTRAS ?= dev
 
 .PHONY: install demo test lint bench
 
@@ -13,7 +15,7 @@ $(BIN)/vesselzip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	touch $(BIN)/vesselzip
 
 install: $(BIN)/vesselzip

@@ -29,3 +29,12 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    """A local S3 server (moto) for the whole session; AWS_* point boto3 at it."""
+    from tests.s3_server import s3_server
+
+    with s3_server() as endpoint:
+        yield endpoint

@@ -151,3 +151,44 @@ def test_the_built_wheel_holds_every_module(tmp_path):
         if p.suffix in (".pt", ".json", ".md")
     }
     assert weights and not weights - in_wheel, sorted(weights - in_wheel)
+
+
+#: What only the worker extra installs, and the one optional library the gateway may
+#: use (figures: the `figures` extra), by the module allowed to import it.
+WORKER_STACK = {"torch", "monai", "mamba_ssm", "causal_conv1d"}
+GATEWAY_OPTIONAL = {"matplotlib": {"vesselzip.sweeps.report"}}
+
+
+def reachable_from(start: str) -> dict[str, set[str]]:
+    """Every first-party module `start` can import (anywhere in a function too, and
+    each package's __init__ on the way), with the third-party modules each imports."""
+    modules = module_files()
+    seen: dict[str, set[str]] = {}
+    todo = [start]
+    while todo:
+        module = todo.pop()
+        if module in seen or module not in modules:
+            continue
+        imported = imports_of(module, modules[module])
+        seen[module] = {
+            m.split(".")[0]
+            for m in imported
+            if layer_of(m) is None and m.split(".")[0] not in PACKAGES
+        }
+        for name in imported:
+            parts = name.split(".")
+            todo += [".".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    return seen
+
+
+def test_the_gateway_never_imports_the_model_stack():
+    reached = reachable_from("vesselzip_api.main")
+    assert "vesselzip_api.routers.jobs" in reached and "vesselzip.store.s3" in reached
+    offending = sorted(
+        f"{module} imports {library}"
+        for module, libraries in reached.items()
+        for library in libraries
+        if library in WORKER_STACK
+        or (library in GATEWAY_OPTIONAL and module not in GATEWAY_OPTIONAL[library])
+    )
+    assert not offending, "\n".join(offending)

@@ -59,6 +59,13 @@ class StoreUnavailableError(VesselzipError):
     http_status = 503
 
 
+class NotInstalledError(VesselzipError):
+    """A feature whose optional dependencies this installation left out (a slim
+    gateway draws no figures)."""
+
+    http_status = 501
+
+
 #: Characters of a caller's input an error message repeats at most.
 QUOTE_LIMIT = 80
 

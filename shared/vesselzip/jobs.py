@@ -304,9 +304,8 @@ def run_job(
     if spec.source_key is not None:
         progress("compress", 0.0)
         t0 = time.perf_counter()
-        compressed = compress_upload(
-            store.local_path(spec.source_key), spec.codec, filename=spec.image.filename
-        )
+        with store.local_copy(spec.source_key) as source:
+            compressed = compress_upload(source, spec.codec, filename=spec.image.filename)
         store.put_bytes(spec.blob_key, compressed.blob)
         compression = compressed.compression
         seconds["compress"] = time.perf_counter() - t0

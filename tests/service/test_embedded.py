@@ -42,13 +42,15 @@ def redis_socket(log_text: str) -> str:
     return match.group(1)
 
 
-def start_serve(tmp_path, *options: str, store=None) -> tuple[subprocess.Popen, str, object]:
+def start_serve(
+    tmp_path, *options: str, store=None, extra_env=None
+) -> tuple[subprocess.Popen, str, object]:
     """`vesselzip serve` on a free port with the embedded default: (process, url, log)."""
     port = free_port()
     log = tmp_path / "serve.log"
     serve = subprocess.Popen(
         [sys.executable, "-m", "vesselzip", "serve", "--port", str(port), *options],
-        env=embedded_env(store or tmp_path / "store"),
+        env={**embedded_env(store or tmp_path / "store"), **(extra_env or {})},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )

@@ -38,6 +38,7 @@ from vesselzip.settings import Settings
 from vesselzip.store import BlobStore
 from vesselzip.weights import model_name
 from vesselzip_api.access import check_access
+from vesselzip_api.downloads import Download, download_of
 from vesselzip_api.errors import JobNotReadyError
 from vesselzip_api.schemas import (
     JobCreated,
@@ -208,18 +209,22 @@ class JobService:
             return self._view_of_result(_result(outcome), base_url, queued=queued)
         return self._view_of_queued(queued, outcome, base_url)
 
-    def mask_path(self, job_id: str, owner: str | None) -> Path:
+    def mask_download(self, job_id: str, owner: str | None) -> Download:
         outcome, _ = self._find(job_id, owner)
         if outcome.state != JobState.FINISHED:
             reason = f": {outcome.error}" if outcome.error else ""
             raise JobNotReadyError(f"job {job_id} is {outcome.state}{reason}; it has no mask yet")
-        return self.store.local_path(mask_key(job_id))
+        return download_of(
+            self.store, self.settings, mask_key(job_id), f"{job_id}_mask.nii.gz", "application/gzip"
+        )
 
-    def blob_path(self, job_id: str, owner: str | None) -> Path:
+    def blob_download(self, job_id: str, owner: str | None) -> Download:
         _, _, spec = self._find_with_spec(job_id, owner)
         if not spec.blob_key or not self.store.exists(spec.blob_key):
             raise NotFoundError(f"job {job_id} has no stored blob")
-        return self.store.local_path(spec.blob_key)
+        return download_of(
+            self.store, self.settings, spec.blob_key, f"{job_id}.vz", "application/octet-stream"
+        )
 
     # -- delete -----------------------------------------------------------------
     def delete(self, job_id: str, owner: str | None) -> JobDeleted:

@@ -126,7 +126,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         connection = queues.connect(settings.redis_url)
-        store = open_store(settings.store_dir)
+        store = open_store(settings.store_location)
+        problem = await run_in_threadpool(store.problem)
+        if problem:  # served anyway: /v1/ready keeps saying why until it is fixed
+            log.error("the store is not usable: %s", problem)
         app.state.settings = settings
         app.state.job_service = JobService(settings, connection, store)
         app.state.sweep_service = SweepService(settings, connection, store, app.state.job_service)
@@ -138,9 +141,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Import the codec stack now rather than during the first upload.
         await run_in_threadpool(_import_codecs)
         # A store from before the owner index: index it once (a scan of the store).
-        await run_in_threadpool(
-            index.build_once, store, index_existing_datasets, index_existing_sweeps
-        )
+        if not problem:
+            await run_in_threadpool(
+                index.build_once, store, index_existing_datasets, index_existing_sweeps
+            )
         reaper = asyncio.create_task(_reap_forever(connection, settings.reaper_interval_s))
         try:
             yield

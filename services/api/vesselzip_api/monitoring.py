@@ -37,9 +37,10 @@ class Probe:
         except redis.exceptions.RedisError as exc:
             redis_ok = False
             problems.append(f"Redis unreachable: {exc}")
-        store_ok = self.store.writable()
-        if not store_ok:
-            problems.append("the store directory is not writable")
+        store_problem = self.store.problem()
+        store_ok = store_problem is None
+        if store_problem:
+            problems.append(store_problem)
         workers = 0
         if redis_ok:
             workers = len(queues.live_workers(self.redis, self.settings))

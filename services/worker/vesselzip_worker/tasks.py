@@ -82,7 +82,7 @@ def run_segmentation_job(spec: dict) -> dict:
         job_spec_ = JobSpec.model_validate(spec)
     except ValueError as exc:  # queued by another version, or damaged: retrying cannot help
         return {"state": JobState.FAILED.value, "error": unreadable_reason("its spec", exc)}
-    store = open_store(settings.store_dir)
+    store = open_store(settings.store_location)
     meta = JobMeta(rq_job)
     if is_cancelled(rq_job) or meta.begin_attempt() == Write.CANCELLED:
         return _cancelled(store, job_spec_)
@@ -172,7 +172,7 @@ def on_job_failure(job, connection, exc_type, exc_value, traceback) -> None:
 
 
 def _record_failure(job: Job, exc_type, exc_value) -> None:
-    store = open_store(get_settings().store_dir)
+    store = open_store(get_settings().store_location)
     try:
         spec = job_spec(job)
     except ValueError as exc:

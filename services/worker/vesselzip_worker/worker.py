@@ -217,7 +217,7 @@ class WarmWorker(SimpleWorker):
 
     def _delete_job_data(self, job: Job) -> None:
         spec = job_spec(job)
-        delete_job_data(open_store(get_settings().store_dir), spec.owned_keys, spec.job_id)
+        delete_job_data(open_store(get_settings().store_location), spec.owned_keys, spec.job_id)
 
 
 def run_worker(

@@ -12,6 +12,17 @@ from vesselzip import __version__
 from vesselzip.errors import VesselzipError
 
 # Modules that contribute sub-commands, in the order they appear in --help.
+#: The optional libraries, by the extra that installs them (pyproject.toml).
+EXTRA_OF = {
+    "torch": "worker",
+    "monai": "worker",
+    "matplotlib": "figures",
+    "fastapi": "gateway",
+    "uvicorn": "gateway",
+    "prometheus_client": "gateway",
+    "multipart": "gateway",
+}
+
 COMMAND_MODULES = [
     "vesselzip.cli.codec_commands",
     "vesselzip.cli.evaluate_command",
@@ -55,6 +66,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except FileNotFoundError as exc:
         print(f"vesselzip {args.command}: error: no such file: {exc.filename}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"vesselzip {args.command}: error: needs {exc.name}, which this installation "
+            f"leaves out: install vesselzip[{extra}]",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"vesselzip {args.command}: interrupted", file=sys.stderr)

@@ -9,10 +9,15 @@ import json
 import time
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vesselzip.errors import VesselzipError
-from vesselzip.model.train import TrainConfig
+
+if TYPE_CHECKING:
+    from vesselzip.model.train import TrainConfig
+
+#: What these commands need beyond the core install.
+WORKER_LIBRARIES = {"torch", "monai"}
 
 
 def register(subparsers) -> None:
@@ -34,9 +39,26 @@ def register(subparsers) -> None:
     models = subparsers.add_parser("models", help="list the available segmenters")
     models.set_defaults(handler=models_command)
 
-    train = subparsers.add_parser(
-        "train", help="train MambaVesselNet++ on a decathlon-style dataset.json"
+    export = subparsers.add_parser(
+        "export-weights", help="strip a training checkpoint down to shippable weights"
     )
+    export.add_argument("checkpoint", type=Path)
+    export.add_argument("output", type=Path, help="output .pt (a .json config is written too)")
+    export.add_argument("--float32", action="store_true", help="keep float32 (default fp16)")
+    export.set_defaults(handler=export_command)
+
+    train_help = "train MambaVesselNet++ on a decathlon-style dataset.json"
+    try:
+        from vesselzip.model.train import TrainConfig
+    except ModuleNotFoundError as exc:  # a gateway-only install: say so when it is run
+        if exc.name not in WORKER_LIBRARIES:
+            raise
+        # No option is known here: every word after `train` is taken as it comes.
+        stub = subparsers.add_parser("train", help=train_help, prefix_chars="\0", add_help=False)
+        stub.add_argument("words", nargs="*")
+        stub.set_defaults(handler=needs_worker_extra)
+        return
+    train = subparsers.add_parser("train", help=train_help)
     add_config_options(train, TrainConfig)
     # Options that are not TrainConfig fields.
     train.add_argument(
@@ -46,14 +68,6 @@ def register(subparsers) -> None:
     )
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     train.set_defaults(handler=train_command)
-
-    export = subparsers.add_parser(
-        "export-weights", help="strip a training checkpoint down to shippable weights"
-    )
-    export.add_argument("checkpoint", type=Path)
-    export.add_argument("output", type=Path, help="output .pt (a .json config is written too)")
-    export.add_argument("--float32", action="store_true", help="keep float32 (default fp16)")
-    export.set_defaults(handler=export_command)
 
 
 def segment_command(args: argparse.Namespace) -> int:
@@ -121,8 +135,17 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def needs_worker_extra(args: argparse.Namespace) -> int:
+    raise VesselzipError(
+        f"`vesselzip {args.command}` needs torch and MONAI, which this installation leaves "
+        "out: install vesselzip[worker]"
+    )
+
+
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of a `vesselzip train` command line."""
+    from vesselzip.model.train import TrainConfig
+
     values = config_values(args, TrainConfig)
     if args.native_grid:
         if "target_spacing" in values:

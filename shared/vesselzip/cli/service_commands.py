@@ -98,6 +98,7 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     store_dir = Path(settings.store_dir).resolve()
     store_dir.mkdir(parents=True, exist_ok=True)
+    check_store(settings)
     # SIGTERM (also re-raised by uvicorn once it has shut down) leaves through this
     # stack, not by the default handler, so the workers and embedded Redis stop too,
     # however early it comes.
@@ -121,11 +122,23 @@ def run_serve(args: argparse.Namespace) -> int:
         app = create_app(settings)
         print(
             f"vesselzip: serving on http://{args.host}:{args.port} "
-            f"(store {store_dir}, {args.workers} worker(s)); Ctrl-C stops everything",
+            f"(store {settings.store_location}, {args.workers} worker(s)); "
+            "Ctrl-C stops everything",
             file=sys.stderr,
         )
         uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
+
+
+def check_store(settings) -> None:
+    """Refuse to start on a store that cannot be written (a missing bucket, refused
+    credentials, a read-only folder), saying which."""
+    from vesselzip.errors import VesselzipError
+    from vesselzip.store import open_store
+
+    problem = open_store(settings.store_location).problem()
+    if problem:
+        raise VesselzipError(f"cannot start: {problem}")
 
 
 def _exit_cleanly(signum, frame) -> None:
@@ -256,6 +269,7 @@ def run_worker_command(args: argparse.Namespace) -> int:
         return 0 if alive else 1
     if args.parent_pid:
         _exit_with_parent(args.parent_pid)
+    check_store(settings)
     queue_names = args.queues.split(",") if args.queues else None
     try:
         run_worker(settings, queue_names, burst=args.burst, name=args.name)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel
 
-from vesselzip.errors import NotFoundError, VesselzipError
+from vesselzip.errors import NotFoundError, NotInstalledError, VesselzipError
 from vesselzip.sweeps.aggregate import SweepResults
 from vesselzip.sweeps.grid import number_text
 from vesselzip.sweeps.rows import CaseRow, SettingRow, title
@@ -228,8 +228,14 @@ def update_docs(path: Path) -> Path:
 def figure_png(summary: SweepResults, name: str) -> bytes:
     """One of FIGURES as PNG: the paper's dual-axis CR / mean Dice plots for fixed
     rate (Figure 2) and tolerance (Figure 3), and PSNR against bits/voxel."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise NotInstalledError(
+            "figures need matplotlib, which this installation leaves out: "
+            "install vesselzip[figures]"
+        ) from None
 
     if name not in FIGURES:
         raise NotFoundError(f"no figure {name!r}; figures: {', '.join(FIGURES)}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Path, UploadFile, status
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 
 from vesselzip_api.deps import BaseURL, Jobs, Owner, ReceivedAt
+from vesselzip_api.downloads import download_response
 from vesselzip_api.job_service import Upload, codec_config
 from vesselzip_api.schemas import ErrorBody, JobCreated, JobDeleted, JobStatus
 
@@ -93,37 +94,31 @@ def get_job(job_id: JobId, jobs: Jobs, owner: Owner, base_url: BaseURL) -> JobSt
 
 @router.get(
     "/{job_id}/mask",
-    response_class=FileResponse,
+    response_class=Response,
     summary="The predicted vessel mask (NIfTI, the upload's affine)",
     responses={
         200: {"content": {"application/gzip": _BINARY}, "description": "mask.nii.gz"},
+        307: {"description": "Fetch it from the store (VESSELZIP_PRESIGN_DOWNLOADS)."},
         **_ERRORS,
         409: {"model": ErrorBody, "description": "The job has not finished (or failed)."},
     },
 )
-def get_mask(job_id: JobId, jobs: Jobs, owner: Owner) -> FileResponse:
-    return FileResponse(
-        jobs.mask_path(job_id, owner),
-        media_type="application/gzip",
-        filename=f"{job_id}_mask.nii.gz",
-    )
+def get_mask(job_id: JobId, jobs: Jobs, owner: Owner) -> Response:
+    return download_response(jobs.mask_download(job_id, owner))
 
 
 @router.get(
     "/{job_id}/blob",
-    response_class=FileResponse,
+    response_class=Response,
     summary="The compressed volume (.vz); `vesselzip decompress` decodes it",
     responses={
         200: {"content": {"application/octet-stream": _BINARY}, "description": "blob.vz"},
+        307: {"description": "Fetch it from the store (VESSELZIP_PRESIGN_DOWNLOADS)."},
         **_ERRORS,
     },
 )
-def get_blob(job_id: JobId, jobs: Jobs, owner: Owner) -> FileResponse:
-    return FileResponse(
-        jobs.blob_path(job_id, owner),
-        media_type="application/octet-stream",
-        filename=f"{job_id}.vz",
-    )
+def get_blob(job_id: JobId, jobs: Jobs, owner: Owner) -> Response:
+    return download_response(jobs.blob_download(job_id, owner))
 
 
 @router.delete(

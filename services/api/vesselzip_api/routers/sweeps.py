@@ -158,6 +158,7 @@ def get_cases(
         200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
         **_ERRORS,
         409: {"model": ErrorBody, "description": "No job for this figure has finished yet."},
+        501: {"model": ErrorBody, "description": "This gateway was installed without figures."},
     },
 )
 def get_figure(

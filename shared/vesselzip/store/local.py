@@ -1,26 +1,18 @@
-"""Blob store: where compressed volumes, truths, masks and result JSON live.
-
-Keys are relative POSIX paths such as ``blobs/<job>.vz``. The local implementation
-writes every object to a temporary file in the same directory and renames it into
-place, so a reader (on this host or another one sharing the mount) sees either the
-whole object or nothing."""
+"""The store in a folder: a local disk or a mount every host shares (NFS, a Docker
+volume). Every object is written to a temporary file beside it and renamed into place."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import shutil
 import tempfile
-from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from vesselzip.errors import NotFoundError, StoreUnavailableError, VesselzipError
-
-_KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+from vesselzip.errors import NotFoundError, StoreUnavailableError
+from vesselzip.store.base import BlobStore, check_key
 
 
 @contextlib.contextmanager
@@ -35,69 +27,6 @@ def _store_faults(action: str, key: str) -> Iterator[None]:
         raise StoreUnavailableError(
             f"the store cannot {action} {key!r} right now ({exc.strerror or exc})"
         ) from exc
-
-
-def check_key(key: str) -> str:
-    """A key is one or more safe path parts joined by "/"; never absolute, never ".."."""
-    parts = key.split("/")
-    if not key or not all(_KEY_PART.match(p) for p in parts):
-        raise VesselzipError(f"invalid store key {key!r}")
-    return key
-
-
-class BlobStore(ABC):
-    """The few operations the gateway and the workers need."""
-
-    @abstractmethod
-    def put_bytes(self, key: str, data: bytes) -> None: ...
-
-    @abstractmethod
-    def put_file(self, key: str, source: Path) -> None:
-        """Store a file, moving it when possible (the source is gone afterwards)."""
-
-    @abstractmethod
-    def get_bytes(self, key: str) -> bytes: ...
-
-    @abstractmethod
-    def local_path(self, key: str) -> Path:
-        """A readable local path for the object (for streaming responses)."""
-
-    @abstractmethod
-    def exists(self, key: str) -> bool: ...
-
-    @abstractmethod
-    def size(self, key: str) -> int: ...
-
-    @abstractmethod
-    def delete(self, key: str) -> bool: ...
-
-    @abstractmethod
-    def keys(self, prefix: str = "") -> Iterator[str]: ...
-
-    def prune(self, prefix: str) -> None:  # noqa: B027 - a no-op is the right default
-        """Remove what deleting every key under `prefix` left behind (empty folders);
-        stores without folders have nothing to do."""
-
-    @abstractmethod
-    def temp_file(self, suffix: str = "") -> tuple[BinaryIO, Path]:
-        """A new temporary file on the store's volume (uploads are spooled here)."""
-
-    def put_json(self, key: str, value: dict) -> None:
-        self.put_bytes(key, json.dumps(value, indent=1, sort_keys=True).encode())
-
-    def get_json(self, key: str) -> dict:
-        return json.loads(self.get_bytes(key))
-
-    def writable(self) -> bool:
-        """Whether an object can be written and removed right now."""
-        try:
-            stream, path = self.temp_file(".probe")
-            with stream:
-                stream.write(b"ok")
-            path.unlink()
-            return True
-        except (OSError, StoreUnavailableError):
-            return False
 
 
 class LocalStore(BlobStore):
@@ -161,11 +90,20 @@ class LocalStore(BlobStore):
         except FileNotFoundError:
             raise NotFoundError(f"no stored object {key!r}") from None
 
-    def local_path(self, key: str) -> Path:
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
         path = self._path(key)
         if not path.is_file():
             raise NotFoundError(f"no stored object {key!r}")
-        return path
+        yield path
+
+    def iter_bytes(self, key: str, chunk_size: int = 1024**2) -> Iterator[bytes]:
+        try:
+            with _store_faults("read", key):
+                stream = self._path(key).open("rb")
+        except FileNotFoundError:
+            raise NotFoundError(f"no stored object {key!r}") from None
+        return _chunks(stream, chunk_size)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -206,6 +144,7 @@ class LocalStore(BlobStore):
         return os.fdopen(fd, "w+b"), Path(name)
 
 
-def open_store(store_dir: str | Path) -> BlobStore:
-    """The store configured by VESSELZIP_STORE_DIR (only the local kind exists)."""
-    return LocalStore(store_dir)
+def _chunks(stream: BinaryIO, chunk_size: int) -> Iterator[bytes]:
+    with stream:
+        while chunk := stream.read(chunk_size):
+            yield chunk
