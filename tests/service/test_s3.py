@@ -12,7 +12,7 @@ import boto3
 import httpx
 import pytest
 
-from tests.s3_server import new_bucket
+from tests.s3_server import FaultyProxy, new_bucket
 from vesselzip.volumes import read_volume
 
 from .helpers import post_job, wait_for_job, wait_until
@@ -205,3 +205,27 @@ def test_a_store_that_goes_away_mid_job_ends_jobs_with_a_reason_and_comes_back(
         assert wait_for_job(stack.base_url, again["id"])["state"] == "finished"
     finally:
         server.stop()
+
+
+def test_jobs_finish_through_a_slow_store_that_answers_errors(s3_endpoint, private_stack, phantoms):
+    # Every third request answered 503 SlowDown, every answer 0.1 s late.
+    proxy = FaultyProxy(s3_endpoint, fail_every=3, delay_s=0.1)
+    stack = private_stack
+    stack.env.update(
+        {"VESSELZIP_STORE_URL": f"s3://{new_bucket()}/p", "AWS_ENDPOINT_URL_S3": proxy.url}
+    )
+    try:
+        stack.start_gateway()
+        stack.start_worker()
+        stack.wait_ready()
+        image, truth = phantoms[1]
+        job = post_job(stack.base_url, image, truth, codec="zfp:tolerance=50")
+        assert job.status_code == 202, job.text
+        status = wait_for_job(stack.base_url, job.json()["id"])
+        assert status["state"] == "finished" and status["attempts"] == 1, status
+        mask = httpx.get(f"{stack.base_url}/v1/jobs/{job.json()['id']}/mask", timeout=60)
+        assert mask.status_code == 200 and mask.content[:2] == b"\x1f\x8b"
+        assert proxy.failed >= 5  # the errors were there, and retried away
+    finally:
+        stack.stop()
+        proxy.close()
