@@ -17,6 +17,8 @@ int() and float() would also take `1_6`, other scripts' digits and `inf`).
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -90,6 +92,56 @@ class Codec(ABC):
 
     def __repr__(self) -> str:
         return f"<codec {self.describe()}>"
+
+
+def mode_as_key(codec_id: str, config: dict[str, Any], modes: tuple[str, ...]) -> dict[str, Any]:
+    """A config whose mode is written as its key ("rate=2", "reversible") turned into
+    mode=rate, value=2 / mode=reversible. One mode, named once: either so or as
+    mode=MODE+value=NUMBER, never both (neither may override the other)."""
+    named = [key for key in config if key in modes]
+    if len(named) > 1 or (named and "mode" in config):
+        given = named + (["mode"] if "mode" in config else [])
+        raise InvalidCodecConfigError(f"give one {codec_id} mode, not {' and '.join(given)}")
+    if named:
+        (mode,) = named
+        if "value" in config:
+            raise InvalidCodecConfigError(
+                f"give the {codec_id} value as {mode}=VALUE, not as a separate value option"
+            )
+        value = config.pop(mode)
+        config["mode"] = mode
+        if value is not True:  # a bare key gives no value; the mode may need one
+            config["value"] = value
+    return config
+
+
+def bounded_number(
+    codec_id: str,
+    mode: str,
+    value: Any,
+    low: float,
+    high: float = math.inf,
+    *,
+    open_low: bool = True,
+) -> float:
+    """`value` as a float when it is a finite real number in (low, high] ([low, high]
+    with open_low False), else InvalidCodecConfigError saying what the mode takes."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidCodecConfigError(
+            f"{codec_id} mode {mode!r} needs a numeric value, got {quoted(value)}"
+        )
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        number = math.inf
+    above = number > low if open_low else number >= low
+    if not (math.isfinite(number) and above and number <= high):
+        lower = "above" if open_low else "at least"
+        upper = "" if high == math.inf else f" and at most {high:g}"
+        raise InvalidCodecConfigError(
+            f"{codec_id} {mode} must be {lower} {low:g}{upper}, got {quoted(value)}"
+        )
+    return number
 
 
 def register_codec(cls: type[Codec]) -> type[Codec]:

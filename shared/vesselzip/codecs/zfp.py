@@ -10,12 +10,8 @@ Config: {"id": "zfp", "mode": MODE, "value": NUMBER, "backend": "zfpy" | "pyzfp"
 - precision: number of bit planes kept (1-64).
 - reversible: lossless.
 
-Integer volumes are compressed as floats, like the paper does: uint8, int8, int16
-and uint16 as float32, int32 as float64 (so every int32 is exact). On decode the
-values are rounded half to even and clipped to the dtype's range. For integer
-volumes a tolerance t is run as floor(t) (0.25 when t < 1): rounding a value that
-is within floor(t) + 0.5 of an integer lands within floor(t) of it, so the bound
-holds on the integers themselves. float32 and float64 volumes are compressed in
+Integer volumes are compressed as floats, like the paper does, and a tolerance on
+them is coded so that it holds after rounding (`vesselzip.codecs.numeric`). float32 and float64 volumes are compressed in
 their own type; a tolerance finer than the type resolves at the volume's magnitude
 is coded reversibly, so the bound always holds. docs/codecs.md has the details.
 
@@ -37,14 +33,10 @@ from typing import Any, cast
 import numpy as np
 import zfpy
 
-from vesselzip.codecs.base import Codec, register_codec
-from vesselzip.errors import (
-    CorruptBlobError,
-    InvalidCodecConfigError,
-    InvalidVolumeError,
-    quoted,
-)
-from vesselzip.volumes import SUPPORTED_DTYPES
+from vesselzip.codecs import numeric
+from vesselzip.codecs.base import Codec, mode_as_key, register_codec
+from vesselzip.codecs.numeric import to_dtype
+from vesselzip.errors import CorruptBlobError, InvalidCodecConfigError, quoted
 
 MODES = ("rate", "tolerance", "relative_tolerance", "precision", "reversible")
 BACKENDS = ("zfpy", "pyzfp")
@@ -83,24 +75,8 @@ class ZfpCodec(Codec):
     @classmethod
     def config_from_options(cls, options: dict[str, str | None]) -> dict[str, Any]:
         """Accept the mode as the key: "zfp:rate=2" means mode=rate, value=2, and
-        "zfp:reversible" mode=reversible. One mode, named once: either so or as
-        mode=MODE+value=NUMBER, never both (neither may override the other)."""
-        config = super().config_from_options(options)
-        modes = [key for key in config if key in MODES]
-        if len(modes) > 1 or (modes and "mode" in config):
-            named = modes + (["mode"] if "mode" in config else [])
-            raise InvalidCodecConfigError(f"give one zfp mode, not {' and '.join(named)}")
-        if modes:
-            (mode,) = modes
-            if "value" in config:
-                raise InvalidCodecConfigError(
-                    f"give the zfp value as {mode}=VALUE, not as a separate value option"
-                )
-            value = config.pop(mode)
-            config["mode"] = mode
-            if value is not True:  # a bare key gives no value; the mode may need one
-                config["value"] = value
-        return config
+        "zfp:reversible" mode=reversible."""
+        return mode_as_key(cls.codec_id, super().config_from_options(options), MODES)
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"id": self.codec_id, "mode": self.mode}
@@ -182,8 +158,7 @@ class ZfpCodec(Codec):
         if array.dtype.kind in "iu":
             if self.mode == "relative_tolerance":
                 tolerance *= float(array.max()) - float(array.min())
-            # Rounding a value within floor(t) + 0.5 of an integer lands within floor(t).
-            return {"tolerance": float(math.floor(tolerance)) if tolerance >= 1 else 0.25}
+            return {"tolerance": numeric.integer_tolerance(tolerance)}
         low, high = float(array.min()), float(array.max())
         if self.mode == "relative_tolerance":
             tolerance *= high - low
@@ -214,22 +189,7 @@ def stream_header(payload: bytes) -> tuple[np.dtype | None, tuple[int, ...]]:
 
 def working_dtype(dtype: np.dtype) -> np.dtype:
     """The float type zfp compresses a volume of `dtype` in."""
-    dtype = np.dtype(dtype)
-    if dtype not in SUPPORTED_DTYPES:
-        raise InvalidVolumeError(f"zfp cannot compress dtype {dtype}")
-    wide = dtype in (np.dtype("int32"), np.dtype("float64"))
-    return np.dtype(np.float64) if wide else np.dtype(np.float32)
-
-
-def to_dtype(work: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Decoded floats back to `dtype`: integers are rounded half to even and clipped."""
-    if dtype.kind == "f":
-        return work.astype(dtype, copy=False)
-    info = np.iinfo(dtype)
-    np.rint(work, out=work)
-    result = np.empty(work.shape, dtype=dtype)
-    np.clip(work, info.min, info.max, out=result, casting="unsafe")  # clip and cast in one pass
-    return result
+    return numeric.working_dtype(dtype, "zfp")
 
 
 def fixed_rate_nbytes(shape: tuple[int, ...], dtype: np.dtype, rate: float) -> int:
