@@ -48,3 +48,32 @@ def test_a_plain_nii_with_a_trailer_is_refused_as_a_dataset_volume(client, setti
     assert answer.status_code == 422
     assert answer.json()["detail"].startswith("image (big.nii): the file holds far more data")
     assert set((settings.store_dir / "datasets").glob("*")) == datasets
+
+
+def test_every_codec_compresses_an_upload_and_the_blob_decodes(client, settings):
+    from vesselzip.container import decode_volume
+    from vesselzip.jobs import blob_key
+
+    original = read_volume(GOOD)
+    specs = ["sz3:tolerance=20", "sperr:rate=2", "lerc:tolerance=5", "jpegls:near=2",
+             "jpeg2000:psnr=40", "htj2k:lossless", "zstd", "blosc2"]  # fmt: skip
+    for spec in specs:
+        answer = client.post(
+            "/v1/jobs", files={"image": ("a.nii.gz", GOOD)}, data={"codec": spec, "queue": "gpu"}
+        )
+        assert answer.status_code == 202, (spec, answer.text)
+        job = answer.json()
+        blob = open_store(settings.store_dir).get_bytes(blob_key(job["id"]))
+        decoded = decode_volume(blob)
+        assert decoded.shape == original.shape and decoded.dtype == original.dtype
+        compression = client.get(f"/v1/jobs/{job['id']}").json()["compression"]
+        assert compression["cr_raw"] > 0 and compression["codec"].startswith(spec.split(":")[0])
+
+
+def test_a_codec_that_cannot_take_the_volume_is_a_422(client):
+    floats = nifti(np.random.default_rng(0).normal(size=SHAPE).astype(np.float32))
+    answer = client.post(
+        "/v1/jobs", files={"image": ("f.nii.gz", floats)}, data={"codec": "jpegls:near=1"}
+    )
+    assert answer.status_code == 422
+    assert "jpegls codes integer volumes" in answer.json()["detail"]

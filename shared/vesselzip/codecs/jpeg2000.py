@@ -7,7 +7,7 @@ Config: {"id": "jpeg2000", "mode": MODE, "value": NUMBER}; specs `jpeg2000:lossl
 quality that fits) and `jpeg2000:psnr=P` (PSNR >= P dB with the peak the volume's
 max - min; lossless if no lossy quality reaches it). The volume is coded as 2D images
 (`vesselzip.codecs.slices`: integer volumes of at most 16 bits); for a rate or a PSNR
-one quality setting (OpenJPEG's distortion target, 20-120 dB of its own measure) is
+one quality setting (OpenJPEG's distortion target, 20-120 dB of its own measure, in whole dB) is
 searched by bisection per slab and used for all of the slab's images.
 """
 
@@ -98,7 +98,9 @@ class Jpeg2000Codec(ImageCodec):
 
         if quality is None:
             return bytes(imagecodecs.jpeg2k_encode(image, level=0, reversible=True, numthreads=1))
-        return bytes(imagecodecs.jpeg2k_encode(image, level=20 + 100 * quality, numthreads=1))
+        return bytes(
+            imagecodecs.jpeg2k_encode(image, level=round(20 + 100 * quality), numthreads=1)
+        )
 
     def decode_2d(self, stream: bytes) -> np.ndarray:
         import imagecodecs
