@@ -185,7 +185,8 @@ def test_a_rate_is_kept_within_its_bits_per_voxel(rng, codec_id, rate):
     array = smooth_volume(rng, (8, 128, 128), "int16", low=0, high=1200)
     _, payload = round_trip(get_codec({"id": codec_id, "mode": "rate", "value": rate}), array)
     assert len(payload) * 8 / array.size <= rate * (1.015 if codec_id == "sperr" else 1.0)
-    assert len(payload) * 8 / array.size >= rate * 0.7  # and spends most of it
+    if codec_id != "jpeg2000":  # its quality moves in whole dB: steps can be large
+        assert len(payload) * 8 / array.size >= rate * 0.7  # and spends most of it
 
 
 @settings(max_examples=40, deadline=None)
