@@ -364,3 +364,29 @@ def test_job_with_a_source_compresses_it_on_the_worker(tmp_path, phantom_pairs):
     assert result.stage_seconds["compress"] > 0
     assert result.segmentation is not None
     assert 0.0 <= result.segmentation["dice"] <= 1.0 and math.isfinite(result.segmentation["dice"])
+
+
+def test_a_grid_may_name_the_paper_or_the_comparison_grid():
+    from vesselzip.codecs import parse_codec_spec
+    from vesselzip.sweeps.grid import COMPARISON_GRID, PAPER_GRID, parse_grid
+
+    assert parse_grid(["paper"]) == parse_grid(None)
+    comparison = parse_grid("comparison")
+    assert comparison[0] == {"id": "none"} and len(comparison) == 1 + len(COMPARISON_GRID)
+    ids = {config["id"] for config in comparison}
+    assert ids == {
+        "none",
+        "zfp",
+        "sz3",
+        "sperr",
+        "lerc",
+        "jpeg2000",
+        "htj2k",
+        "jpegls",
+        "zstd",
+        "blosc2",
+    }
+    # The paper's ZFP settings come first, and names mix with specs without repeats.
+    assert comparison[1 : 1 + len(PAPER_GRID)] == [parse_codec_spec(s) for s in PAPER_GRID]
+    mixed = parse_grid(["paper", "zfp:rate=2", "sz3:tolerance=100"])
+    assert len(mixed) == 1 + len(PAPER_GRID) + 1

@@ -58,7 +58,8 @@ class SweepRequest(BaseModel):
     dataset: str = Field(pattern=ID_PATTERN, description="The dataset id.")
     grid: list[str] | None = Field(
         None,
-        description='Codec specs, e.g. ["zfp:rate=2", "zfp:tolerance=500"]. Default: the '
+        description='Codec specs, e.g. ["zfp:rate=2", "zfp:tolerance=500"], or grid names: '
+        '"paper", "comparison" (every codec side by side, docs/codecs.md). Default: the '
         "paper's grid (fixed rate 16, 8, 4, 2 bits/voxel; tolerance 500, 1000, 1500). The "
         'uncompressed baseline ("none") is always added: at most '
         f"{MAX_GRID_SETTINGS} settings besides it.",

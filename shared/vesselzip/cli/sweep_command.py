@@ -41,8 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--api-key", help="API key (X-API-Key), when the service wants one")
     parser.add_argument(
         "--grid",
-        help="comma-separated codec specs, e.g. zfp:rate=2,zfp:tolerance=500 "
-        "(default: zfp rate 16, 8, 4, 2 and tolerance 500, 1000, 1500)",
+        help="comma-separated codec specs, e.g. zfp:rate=2,zfp:tolerance=500, or a grid "
+        "name: paper, comparison (every codec side by side) (default: the paper's, zfp "
+        "rate 16, 8, 4, 2 and tolerance 500, 1000, 1500)",
     )
     parser.add_argument("--model", help="segmenter (default: the service's default model)")
     parser.add_argument("--queue", choices=("gpu", "cpu"), help="worker queue")

@@ -20,6 +20,29 @@ PAPER_GRID = (
     "zfp:tolerance=1000",
     "zfp:tolerance=1500",
 )
+#: The codecs side by side: the paper's ZFP grid; SZ3, SPERR and LERC at the same
+#: absolute bounds; JPEG 2000 and HTJ2K at the bits/voxel of ZFP's fixed rates below
+#: 16; JPEG-LS at a few NEAR values; and the lossless floors (JPEG-LS, JPEG 2000 and
+#: HTJ2K lossless, Zstandard, Blosc2), so every table shows what lossless gives.
+COMPARISON_GRID = (
+    *PAPER_GRID,
+    *(
+        f"{codec}:tolerance={bound}"
+        for codec in ("sz3", "sperr", "lerc")
+        for bound in (500, 1000, 1500)
+    ),
+    *(f"{codec}:rate={rate}" for codec in ("jpeg2000", "htj2k") for rate in (8, 4, 2)),
+    "jpegls:near=2",
+    "jpegls:near=8",
+    "jpegls:near=32",
+    "jpegls",
+    "jpeg2000:lossless",
+    "htj2k:lossless",
+    "zstd",
+    "blosc2",
+)
+#: Grids by name: a grid may name one in place of its specs ("comparison").
+NAMED_GRIDS = {"paper": PAPER_GRID, "comparison": COMPARISON_GRID}
 BASELINE: dict[str, Any] = {"id": "none"}
 #: Distinct settings a grid may hold besides the baseline (64 in all with it).
 MAX_GRID_SETTINGS = 63
@@ -34,8 +57,9 @@ def canonical(config: dict[str, Any]) -> str:
 
 def parse_grid(specs: Sequence[str] | str | None) -> list[dict[str, Any]]:
     """Canonical codec configs for specs such as ["zfp:rate=2", "zfp:tolerance=500"]
-    (or one comma-separated string); None means the paper's grid. The baseline comes
-    first; duplicates are dropped, the order is kept."""
+    (or one comma-separated string), each spec possibly the name of a grid of
+    NAMED_GRIDS; None means the paper's grid. The baseline comes first; duplicates are
+    dropped, the order is kept."""
     from vesselzip.codecs import parse_codec_spec
 
     if specs is None:
@@ -44,6 +68,7 @@ def parse_grid(specs: Sequence[str] | str | None) -> list[dict[str, Any]]:
         specs = [s for s in specs.split(",") if s.strip()]
     configs = [BASELINE]
     seen = {canonical(BASELINE)}
+    specs = [named for spec in specs for named in NAMED_GRIDS.get(spec.strip(), (spec,))]
     for spec in specs:
         config = parse_codec_spec(spec)
         if canonical(config) not in seen:
