@@ -390,3 +390,33 @@ def test_a_grid_may_name_the_paper_or_the_comparison_grid():
     assert comparison[1 : 1 + len(PAPER_GRID)] == [parse_codec_spec(s) for s in PAPER_GRID]
     mixed = parse_grid(["paper", "zfp:rate=2", "sz3:tolerance=100"])
     assert len(mixed) == 1 + len(PAPER_GRID) + 1
+
+
+def test_each_other_codec_gets_its_own_pair_of_tables():
+    grid = parse_grid(
+        ["zfp:rate=2", "sz3:tolerance=5", "jpegls:near=2", "sz3:psnr=50", "zfp:precision=10"]
+    )
+    cells = [
+        SweepCell(volume_id="a", setting=index, job_id=cell_job_id("d" * 32, "a", config, "frangi"))
+        for index, config in enumerate(grid)
+    ]
+    spec = SweepSpec(
+        id="s" * 32, dataset_id="d" * 32, model="frangi", queue="cpu", grid=grid,
+        idempotency_key="k", created_at=50.0, submitted_at=50.0, cells=cells,
+    )  # fmt: skip
+    outcomes = {cell.job_id: JobOutcome(state="queued") for cell in cells}
+    markdown = markdown_tables(sweep_summary(spec, outcomes))
+    titles = [line for line in markdown.splitlines() if line.startswith("**Table")]
+    assert titles == [
+        "**Table 1: ZFP fixed-rate compression results** (original data size: 0.00 MB)",
+        "**Table 2: Segmentation performance, ZFP fixed-rate**",
+        "**Table 3: SZ3 compression results** (original data size: 0.00 MB)",
+        "**Table 4: Segmentation performance, SZ3**",
+        "**Table 5: JPEG-LS compression results** (original data size: 0.00 MB)",
+        "**Table 6: Segmentation performance, JPEG-LS**",
+        "**Table 7: ZFP, other modes compression results** (original data size: 0.00 MB)",
+        "**Table 8: Segmentation performance, ZFP, other modes**",
+    ]
+    sz3_table = markdown.split("**Table 3")[1].split("**Table 4")[0]
+    assert "| sz3:tolerance=5 |" in sz3_table and "| sz3:psnr=50 |" in sz3_table
+    assert "jpegls" not in sz3_table

@@ -273,7 +273,7 @@ def test_resubmitted_and_overlapping_sweeps_reuse_jobs(service, phantoms, paper_
         if case["setting"] in ("none", "zfp:rate=2"):
             assert case["job_id"] == shared[case["volume"], case["setting"]]
     assert (
-        "**Table 5: Other settings"
+        "**Table 3: ZFP, other modes compression results**"
         in httpx.get(f"{overlap['links']['tables']}?format=md", timeout=60).text
     )
     # No tolerance settings in this grid: no Figure 3.

@@ -131,9 +131,24 @@ def _table(first: str, columns: list[Column], rows: list[SettingRow]) -> list[st
     return lines
 
 
+#: Table titles of the codecs beyond the paper's ZFP groups.
+CODEC_NAMES = {
+    "zfp": "ZFP, other modes",
+    "sz3": "SZ3",
+    "sperr": "SPERR",
+    "lerc": "LERC",
+    "jpegls": "JPEG-LS",
+    "jpeg2000": "JPEG 2000",
+    "htj2k": "HTJ2K",
+    "zstd": "Zstandard (lossless)",
+    "blosc2": "Blosc2 (lossless)",
+}
+
+
 def markdown_tables(summary: SweepResults) -> str:
-    """The paper's Tables 1-4 (fixed rate, then tolerance; each with the baseline row)
-    plus the settings that fit neither, and the definitions of their columns."""
+    """The paper's Tables 1-4 (fixed rate, then tolerance; each with the baseline row),
+    then a pair in the same layout for each other codec of the grid, in grid order, and
+    the definitions of their columns."""
     rows = summary.settings
     baseline = [r for r in rows if r.group == "baseline"]
     original_mb = baseline[0].raw_mb if baseline else 0.0
@@ -144,13 +159,26 @@ def markdown_tables(summary: SweepResults) -> str:
         f"{summary.progress.total} jobs done.",
         "",
     ]
+    others = [r for r in rows if r.group == "other"]
+    codecs = list(dict.fromkeys(str(r.codec.get("id")) for r in others))
     sections = [
-        ("fixed_rate", "ZFP fixed-rate", "Rate (bits/voxel)", 1),
-        ("tolerance", "ZFP error-tolerance", "Abs. error tolerance", 3),
-        ("other", "Other settings", "Setting", 5),
+        ("ZFP fixed-rate", "Rate (bits/voxel)", [r for r in rows if r.group == "fixed_rate"]),
+        (
+            "ZFP error-tolerance",
+            "Abs. error tolerance",
+            [r for r in rows if r.group == "tolerance"],
+        ),
+        *(
+            (
+                CODEC_NAMES.get(codec, codec),
+                "Setting",
+                [r for r in others if r.codec.get("id") == codec],
+            )
+            for codec in codecs
+        ),
     ]
-    for group, name, first_column, number in sections:
-        group_rows = [r for r in rows if r.group == group]
+    number = 1
+    for name, first_column, group_rows in sections:
         if not group_rows:
             continue
         table_rows = baseline + group_rows
@@ -165,6 +193,7 @@ def markdown_tables(summary: SweepResults) -> str:
             *_table(first_column, _SEGMENTATION_TABLE, table_rows),
             "",
         ]
+        number += 2
     for name in _DEFINED_BELOW:
         field = SettingRow.model_fields[name]
         lines.append(f"- {field.title}: {field.description}")
