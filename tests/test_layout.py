@@ -156,7 +156,7 @@ def test_the_built_wheel_holds_every_module(tmp_path):
 #: What only the worker extra installs, and the one optional library the gateway may
 #: use (figures: the `figures` extra), by the module allowed to import it.
 WORKER_STACK = {"torch", "monai", "mamba_ssm", "causal_conv1d"}
-GATEWAY_OPTIONAL = {"matplotlib": {"vesselzip.sweeps.report"}}
+GATEWAY_OPTIONAL = {"matplotlib": {"vesselzip.sweeps.figures"}}
 
 
 def reachable_from(start: str) -> dict[str, set[str]]:

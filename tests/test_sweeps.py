@@ -266,7 +266,7 @@ def test_tables_in_csv_and_markdown(toy_sweep):
 def test_figures_are_pngs_and_say_when_they_cannot_be_drawn(toy_sweep):
     spec, outcomes = toy_sweep
     summary = sweep_summary(spec, outcomes)
-    for name in ("fixed_rate", "psnr_vs_bpv"):
+    for name in ("fixed_rate", "dice_vs_cr", "psnr_vs_bpv"):
         png = figure_png(summary, name)
         assert png.startswith(PNG_MAGIC) and len(png) > 10_000
     with pytest.raises(NotFoundError, match="no tolerance settings"):
@@ -420,3 +420,28 @@ def test_each_other_codec_gets_its_own_pair_of_tables():
     sz3_table = markdown.split("**Table 3")[1].split("**Table 4")[0]
     assert "| sz3:tolerance=5 |" in sz3_table and "| sz3:psnr=50 |" in sz3_table
     assert "jpegls" not in sz3_table
+
+
+def test_comparison_figures_wait_for_finished_jobs_and_name_each_curve():
+    from vesselzip.sweeps.figures import curve_of
+
+    grid = parse_grid("comparison")
+    cells = [
+        SweepCell(volume_id="a", setting=index, job_id=cell_job_id("d" * 32, "a", config, "frangi"))
+        for index, config in enumerate(grid)
+    ]
+    spec = SweepSpec(
+        id="s" * 32, dataset_id="d" * 32, model="frangi", queue="cpu", grid=grid,
+        idempotency_key="k", created_at=50.0, submitted_at=50.0, cells=cells,
+    )  # fmt: skip
+    summary = sweep_summary(spec, {cell.job_id: JobOutcome(state="queued") for cell in cells})
+    for name in ("dice_vs_cr", "psnr_vs_bpv"):
+        with pytest.raises(SweepNotReadyError):
+            figure_png(summary, name)
+    curves = {curve_of(row) for row in summary.settings if row.group != "baseline"}
+    assert curves == {
+        "ZFP fixed rate", "ZFP tolerance", "SZ3 tolerance", "SPERR tolerance",
+        "LERC tolerance", "JPEG 2000 rate", "HTJ2K rate", "JPEG-LS near",
+        "JPEG-LS lossless", "JPEG 2000 lossless", "HTJ2K lossless", "Zstandard lossless",
+        "Blosc2 lossless",
+    }  # fmt: skip

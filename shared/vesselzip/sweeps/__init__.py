@@ -21,6 +21,7 @@ from vesselzip.sweeps.aggregate import (
     setting_rows,
     sweep_summary,
 )
+from vesselzip.sweeps.figures import FIGURES, figure_png
 from vesselzip.sweeps.grid import (
     BASELINE,
     PAPER_GRID,
@@ -32,13 +33,7 @@ from vesselzip.sweeps.grid import (
     setting_spec,
 )
 from vesselzip.sweeps.progress import CELL_STATES, SweepProgress, progress_of
-from vesselzip.sweeps.report import (
-    FIGURES,
-    SweepNotReadyError,
-    figure_png,
-    markdown_tables,
-    to_csv,
-)
+from vesselzip.sweeps.report import SweepNotReadyError, markdown_tables, to_csv
 from vesselzip.sweeps.rows import CASE_COLUMNS, SETTING_COLUMNS, CaseRow, SettingRow
 from vesselzip.sweeps.stored import (
     SweepCell,

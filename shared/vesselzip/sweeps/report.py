@@ -1,7 +1,6 @@
-"""A sweep's results as CSV, Markdown (the paper's Tables 1-4) and PNG figures
-(Figures 2-3 and PSNR against bits/voxel), and the column tables of docs/sweeps.md.
-Headers and definitions come from vesselzip.sweeps.rows; matplotlib is imported
-only when a figure is drawn."""
+"""A sweep's results as CSV and Markdown (the paper's Tables 1-4, and a pair per other
+codec), and the column tables of docs/sweeps.md. Headers and definitions come from
+vesselzip.sweeps.rows; the figures are in vesselzip.sweeps.figures."""
 
 from __future__ import annotations
 
@@ -9,20 +8,14 @@ import csv
 import io
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 from pydantic import BaseModel
 
-from vesselzip.errors import NotFoundError, NotInstalledError, VesselzipError
+from vesselzip.errors import VesselzipError
 from vesselzip.sweeps.aggregate import SweepResults
 from vesselzip.sweeps.grid import number_text
 from vesselzip.sweeps.rows import CaseRow, SettingRow, title
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-
-FIGURES = ("fixed_rate", "tolerance", "psnr_vs_bpv")
 
 
 class SweepNotReadyError(VesselzipError):
@@ -251,174 +244,3 @@ def update_docs(path: Path) -> Path:
         text = f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}"
     path.write_text(text)
     return path
-
-
-# -- figures -------------------------------------------------------------------------
-def figure_png(summary: SweepResults, name: str) -> bytes:
-    """One of FIGURES as PNG: the paper's dual-axis CR / mean Dice plots for fixed
-    rate (Figure 2) and tolerance (Figure 3), and PSNR against bits/voxel."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise NotInstalledError(
-            "figures need matplotlib, which this installation leaves out: "
-            "install vesselzip[figures]"
-        ) from None
-
-    if name not in FIGURES:
-        raise NotFoundError(f"no figure {name!r}; figures: {', '.join(FIGURES)}")
-    rows = summary.settings
-    figure = Figure(figsize=(6.4, 4.2), dpi=120, layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    if name == "psnr_vs_bpv":
-        _psnr_plot(axes, rows)
-    else:
-        _dual_axis_plot(axes, rows, "fixed_rate" if name == "fixed_rate" else "tolerance")
-    figure.suptitle(
-        f"{summary.model} on {summary.n_volumes} volumes "
-        f"({summary.progress.done}/{summary.progress.total} jobs done)",
-        fontsize=8,
-        color="0.4",
-    )
-    out = io.BytesIO()
-    figure.savefig(out, format="png")
-    return out.getvalue()
-
-
-def _finished(rows: list[SettingRow], group: str, what: str) -> list[SettingRow]:
-    chosen = [r for r in rows if r.group == group]
-    if not chosen:
-        raise NotFoundError(f"the sweep has no {what} settings")
-    done = [r for r in chosen if r.n_finished]
-    if not done:
-        raise SweepNotReadyError(f"no {what} job has finished yet")
-    return done
-
-
-def _dual_axis_plot(axes: Axes, rows: list[SettingRow], group: str) -> None:
-    fixed_rate = group == "fixed_rate"
-    what = "fixed-rate" if fixed_rate else "tolerance"
-    chosen = sorted(
-        _finished(rows, group, what), key=lambda r: r.parameter or 0.0, reverse=fixed_rate
-    )
-    labels = [number_text(r.codec.get("value")) for r in chosen]
-    x = np.arange(len(chosen))
-    cr = [r.cr_pooled or 0.0 for r in chosen]  # a finished setting has blobs
-    axes.plot(x, cr, "o-", color="tab:blue", label="compression ratio (pooled)")
-    for xi, value in zip(x, cr, strict=True):
-        axes.annotate(
-            f"{value:.2f}",
-            (xi, value),
-            textcoords="offset points",
-            xytext=(0, 6),
-            ha="center",
-            fontsize=7,
-            color="tab:blue",
-        )
-    axes.set_xticks(x, labels)
-    axes.set_xlabel("rate (bits/voxel)" if fixed_rate else "absolute error tolerance")
-    axes.set_ylabel("compression ratio (Σraw / Σblob)", color="tab:blue")
-    axes.set_ylim(0, max(cr) * 1.15)  # room for the labels above the points
-
-    dice_axes = axes.twinx()
-    dice = [r.dice_mean for r in chosen]
-    if any(d is not None for d in dice):
-        dice_axes.plot(
-            x, [np.nan if d is None else d for d in dice], "s-", color="tab:red", label="mean Dice"
-        )
-        baseline = next((r for r in rows if r.group == "baseline"), None)
-        if baseline and baseline.dice_mean is not None:
-            base = baseline.dice_mean
-            dice_axes.axhline(
-                base,
-                color="tab:red",
-                linestyle=":",
-                linewidth=1,
-                label=f"uncompressed mean Dice {base:.4f}",
-            )
-            # The paired CI, shifted onto the Dice axis: uncompressed mean + [low, high].
-            intervals = [
-                (r.dice_mean, r.delta_dice_ci_low, r.delta_dice_ci_high)
-                for r in chosen
-                if r.dice_mean
-                and r.delta_dice_ci_low is not None
-                and r.delta_dice_ci_high is not None
-            ]
-            if len(intervals) == len(chosen):
-                means = [m for m, _, _ in intervals]
-                low = [base + lo for _, lo, _ in intervals]
-                high = [base + hi for _, _, hi in intervals]
-                dice_axes.errorbar(
-                    x,
-                    means,
-                    yerr=[
-                        [max(0.0, m - lo) for m, lo in zip(means, low, strict=True)],
-                        [max(0.0, hi - m) for m, hi in zip(means, high, strict=True)],
-                    ],
-                    fmt="none",
-                    ecolor="tab:red",
-                    alpha=0.5,
-                    capsize=3,
-                    label="95% CI of paired ΔDice (+ uncompressed mean)",
-                )
-        dice_axes.set_ylabel("mean Dice", color="tab:red")
-    # One legend under the plot, where it hides no point of either axis.
-    handles, labels = axes.get_legend_handles_labels()
-    more_handles, more_labels = dice_axes.get_legend_handles_labels()
-    axes.legend(
-        handles + more_handles,
-        labels + more_labels,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.14),
-        ncol=2,
-        fontsize=7,
-        frameon=False,
-    )
-    axes.set_title(
-        f"ZFP {what} mode: compression ratio and mean Dice"
-        + (" (paper Figure 2)" if fixed_rate else " (paper Figure 3)"),
-        fontsize=10,
-    )
-
-
-def _psnr_plot(axes: Axes, rows: list[SettingRow]) -> None:
-    from matplotlib.ticker import ScalarFormatter
-
-    points = [
-        (r, r.bits_per_voxel, r.psnr_mean_db)
-        for r in rows
-        if r.psnr_mean_db is not None and r.bits_per_voxel
-    ]
-    if not points:
-        if not any(r.group != "baseline" for r in rows):
-            raise NotFoundError("the sweep has no lossy settings")
-        raise SweepNotReadyError("no lossy job has finished yet")
-    markers = {
-        "fixed_rate": ("o-", "fixed rate"),
-        "tolerance": ("s-", "error tolerance"),
-        "other": ("^", "other"),
-    }
-    for group, (style, label) in markers.items():
-        mine = sorted((p for p in points if p[0].group == group), key=lambda p: p[1] or 0.0)
-        if not mine:
-            continue
-        bpv = [p[1] for p in mine]
-        psnr = [p[2] for p in mine]
-        axes.plot(bpv, psnr, style, label=label)
-        for r, xi, yi in mine:
-            axes.annotate(
-                r.setting.removeprefix("zfp:"),
-                (xi, yi),
-                textcoords="offset points",
-                xytext=(4, -10),
-                fontsize=7,
-            )
-    axes.set_xscale("log", base=2)
-    axes.xaxis.set_major_formatter(ScalarFormatter())
-    axes.set_xlabel("bits/voxel (stored blob, pooled over volumes)")
-    axes.set_ylabel("mean PSNR (dB)")
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=8)
-    axes.set_title("PSNR against bits/voxel (lossless settings left out)", fontsize=10)

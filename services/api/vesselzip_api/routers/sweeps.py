@@ -153,7 +153,7 @@ def get_cases(
 @router.get(
     "/{sweep_id}/figures/{name}.png",
     response_class=Response,
-    summary="A figure: fixed_rate (paper Fig. 2), tolerance (Fig. 3) or psnr_vs_bpv",
+    summary="A figure: fixed_rate (paper Fig. 2), tolerance (Fig. 3), dice_vs_cr or psnr_vs_bpv",
     responses={
         200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
         **_ERRORS,
@@ -163,7 +163,7 @@ def get_cases(
 )
 def get_figure(
     sweep_id: SweepId,
-    name: Literal["fixed_rate", "tolerance", "psnr_vs_bpv"],
+    name: Literal["fixed_rate", "tolerance", "dice_vs_cr", "psnr_vs_bpv"],
     sweeps: Sweeps,
     owner: Owner,
 ) -> Response:
