@@ -194,7 +194,9 @@ class S3Store(BlobStore):
             )
             for page in pages:
                 for item in page.get("Contents", []):
-                    yield item["Key"][len(self.prefix) :]
+                    key = item["Key"][len(self.prefix) :]
+                    if not key.rsplit("/", 1)[-1].startswith("."):  # the write probe
+                        yield key
 
     def temp_file(self, suffix: str = "") -> tuple[BinaryIO, Path]:
         # Uploads are spooled on local disk (TMPDIR) and sent up in parts by put_file.
