@@ -479,3 +479,19 @@ def test_new_settings_round_trip_and_are_checked():
         InferenceConfig(tissue_window=0.0)
     with pytest.raises(ValueError, match="min piece voxels"):
         InferenceConfig(min_piece_voxels=-1)
+
+
+def test_pieces_at_the_edge_of_the_view_are_kept_from_their_own_size():
+    from vesselzip.model.foreground import remove_small_pieces
+
+    mask = np.zeros((40, 40, 40), np.uint8)
+    mask[0:6, 10:15, 10:15] = 1  # 150 voxels touching the first face
+    mask[20:26, 20:25, 20:25] = 1  # 150 voxels inside
+    mask[30:32, 39, 0:2] = 1  # 4 voxels in a corner
+    mask[5:35, 30:34, 30:34] = 1  # 480 voxels inside
+    kept = remove_small_pieces(mask.copy(), 400, edge_min_voxels=100)
+    assert kept[0:6, 10:15, 10:15].all()
+    assert not kept[20:26, 20:25, 20:25].any() and not kept[30:32, 39, 0:2].any()
+    assert kept[5:35, 30:34, 30:34].all()
+    plain = remove_small_pieces(mask.copy(), 400)
+    assert not plain[0:6, 10:15, 10:15].any() and plain.sum() == 480

@@ -81,6 +81,9 @@ class InferenceConfig:
     clear_air: bool = False
     # ... and no piece (26-connectivity) under this many voxels of the input; 0 keeps all.
     min_piece_voxels: int = 0
+    # A piece touching the edge of the field of view is kept from this size on (it may
+    # go on outside the view); None: the same rule as for every piece.
+    edge_piece_voxels: int | None = None
 
     @classmethod
     def from_dict(cls, values: dict) -> InferenceConfig:
@@ -113,6 +116,8 @@ class InferenceConfig:
             raise ValueError(f"vessel threshold must be between 0 and 1: {threshold}")
         if self.min_piece_voxels < 0:
             raise ValueError(f"min piece voxels must be 0 or more: {self.min_piece_voxels}")
+        if self.edge_piece_voxels is not None and self.edge_piece_voxels < 0:
+            raise ValueError(f"edge piece voxels must be 0 or more: {self.edge_piece_voxels}")
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -444,12 +449,13 @@ def clean_mask(
 ) -> np.ndarray:
     """The cleanup `config` asks for, in place on a mask in the input's array order:
     nothing outside the tissue box or farther than a block from the tissue of `region`
-    (on the network's grid of `network_shape`), no piece under `min_piece_voxels`."""
+    (on the network's grid of `network_shape`), no piece under `min_piece_voxels`
+    (`edge_piece_voxels` for a piece touching the edge of the field of view)."""
     if config.clear_air and region is not None:
         in_tissue = near_tissue(region.tissue, region.box, network_shape, grid.ras_shape)
         in_tissue = nib.orientations.apply_orientation(in_tissue, grid.from_ras)
         np.multiply(mask, in_tissue, out=mask, casting="unsafe")
-    return remove_small_pieces(mask, config.min_piece_voxels)
+    return remove_small_pieces(mask, config.min_piece_voxels, config.edge_piece_voxels)
 
 
 def predict_mask(
