@@ -110,7 +110,7 @@ def test_a_grid_of_specs_splits_on_commas():
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"id": "sz3"}, "unknown codec"),
+        ({"id": "mgard"}, "unknown codec"),
         ({"mode": "rate"}, "'id'"),
         ({"id": "zfp", "mode": "lossy", "value": 1}, "unknown zfp mode"),
         ({"id": "zfp", "mode": "rate"}, "numeric value"),

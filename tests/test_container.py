@@ -204,7 +204,7 @@ def test_json_that_does_not_parse_is_caught(volume):
 def test_a_codec_this_installation_lacks_is_a_config_error(volume):
     blob = encode_volume(volume, get_codec({"id": "none"}))
     meta, _ = split(blob)
-    meta["codec"] = {"id": "sz3", "abs": 1.0}
+    meta["codec"] = {"id": "mgard", "abs": 1.0}
     with pytest.raises(InvalidCodecConfigError, match="unknown codec"):
         decode_volume(with_meta(blob, meta))
 

@@ -332,7 +332,7 @@ def test_sweep_command_uploads_runs_and_downloads(service, phantoms, tmp_path):
     assert "**Table 1:" in first.stdout and "**Table 4:" in first.stdout
     out = tmp_path / "first"
     expected = {"tables.json", "tables.csv", "tables.md", "cases.json", "cases.csv", "sweep.json"}
-    expected |= {"fixed_rate.png", "tolerance.png", "psnr_vs_bpv.png"}
+    expected |= {"fixed_rate.png", "tolerance.png", "dice_vs_cr.png", "psnr_vs_bpv.png"}
     assert {p.name for p in out.iterdir()} == expected
     tables = json.loads((out / "tables.json").read_text())
     assert [r["setting"] for r in tables["settings"]] == ["none", "zfp:rate=4", "zfp:tolerance=500"]
