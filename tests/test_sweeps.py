@@ -31,6 +31,7 @@ from vesselzip.sweeps import (
     SETTING_COLUMNS,
     SweepCell,
     SweepNotReadyError,
+    SweepResults,
     SweepSpec,
     cell_job_id,
     default_idempotency_key,
@@ -392,10 +393,8 @@ def test_a_grid_may_name_the_paper_or_the_comparison_grid():
     assert len(mixed) == 1 + len(PAPER_GRID) + 1
 
 
-def test_each_other_codec_gets_its_own_pair_of_tables():
-    grid = parse_grid(
-        ["zfp:rate=2", "sz3:tolerance=5", "jpegls:near=2", "sz3:psnr=50", "zfp:precision=10"]
-    )
+def queued_sweep(grid: list) -> SweepResults:
+    """The summary of a sweep of one volume over `grid` whose jobs are all queued."""
     cells = [
         SweepCell(volume_id="a", setting=index, job_id=cell_job_id("d" * 32, "a", config, "frangi"))
         for index, config in enumerate(grid)
@@ -404,8 +403,14 @@ def test_each_other_codec_gets_its_own_pair_of_tables():
         id="s" * 32, dataset_id="d" * 32, model="frangi", queue="cpu", grid=grid,
         idempotency_key="k", created_at=50.0, submitted_at=50.0, cells=cells,
     )  # fmt: skip
-    outcomes = {cell.job_id: JobOutcome(state="queued") for cell in cells}
-    markdown = markdown_tables(sweep_summary(spec, outcomes))
+    return sweep_summary(spec, {cell.job_id: JobOutcome(state="queued") for cell in cells})
+
+
+def test_each_other_codec_gets_its_own_pair_of_tables():
+    grid = parse_grid(
+        ["zfp:rate=2", "sz3:tolerance=5", "jpegls:near=2", "sz3:psnr=50", "zfp:precision=10"]
+    )
+    markdown = markdown_tables(queued_sweep(grid))
     titles = [line for line in markdown.splitlines() if line.startswith("**Table")]
     assert titles == [
         "**Table 1: ZFP fixed-rate compression results** (original data size: 0.00 MB)",
@@ -425,16 +430,7 @@ def test_each_other_codec_gets_its_own_pair_of_tables():
 def test_comparison_figures_wait_for_finished_jobs_and_name_each_curve():
     from vesselzip.sweeps.figures import curve_of
 
-    grid = parse_grid("comparison")
-    cells = [
-        SweepCell(volume_id="a", setting=index, job_id=cell_job_id("d" * 32, "a", config, "frangi"))
-        for index, config in enumerate(grid)
-    ]
-    spec = SweepSpec(
-        id="s" * 32, dataset_id="d" * 32, model="frangi", queue="cpu", grid=grid,
-        idempotency_key="k", created_at=50.0, submitted_at=50.0, cells=cells,
-    )  # fmt: skip
-    summary = sweep_summary(spec, {cell.job_id: JobOutcome(state="queued") for cell in cells})
+    summary = queued_sweep(parse_grid("comparison"))
     for name in ("dice_vs_cr", "psnr_vs_bpv"):
         with pytest.raises(SweepNotReadyError):
             figure_png(summary, name)

@@ -144,6 +144,39 @@ def bounded_number(
     return number
 
 
+class ModeValueCodec(Codec):
+    """A codec set by one mode and its number ({"mode": MODE, "value": NUMBER}), the mode
+    written as the spec's key ("sz3:tolerance=5"). Subclasses name their `modes`, the
+    largest value a mode takes where it is bounded (`highs`; every value is above 0),
+    and code through `encode_slabs`, which sees the whole volume first."""
+
+    modes: ClassVar[tuple[str, ...]]
+    highs: ClassVar[dict[str, float]] = {}
+
+    def __init__(self, mode: str = "tolerance", value: float | None = None):
+        if mode not in self.modes:
+            raise InvalidCodecConfigError(
+                f"unknown {self.codec_id} mode {quoted(mode)}; "
+                f"choose one of {', '.join(self.modes)}"
+            )
+        self.mode = mode
+        self.value = bounded_number(self.codec_id, mode, value, 0.0, self.highs.get(mode, math.inf))
+
+    @classmethod
+    def config_from_options(cls, options: dict[str, str | None]) -> dict[str, Any]:
+        return mode_as_key(cls.codec_id, super().config_from_options(options), cls.modes)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"id": self.codec_id, "mode": self.mode, "value": self.value}
+
+    def describe(self) -> str:
+        return f"{self.codec_id} {self.mode}={self.value:g}"
+
+    def encode(self, array: np.ndarray) -> bytes:
+        (payload,) = self.encode_slabs(array, array.shape[0])
+        return payload
+
+
 def register_codec(cls: type[Codec]) -> type[Codec]:
     """Class decorator: make `cls` reachable through `get_codec` by its `codec_id`."""
     _registry[cls.codec_id] = cls

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from vesselzip.codecs import numeric
-from vesselzip.codecs.base import Codec, bounded_number, mode_as_key, register_codec
-from vesselzip.errors import CorruptBlobError, InvalidCodecConfigError, quoted
+from vesselzip.codecs.base import ModeValueCodec, register_codec
+from vesselzip.errors import CorruptBlobError
 
 MODES = ("tolerance", "rate", "psnr")
 _SPERR_MODE: dict[str, Literal["pwe", "bpp", "psnr"]] = {
@@ -40,31 +40,10 @@ _PSNR_TRIES = 4
 
 
 @register_codec
-class SperrCodec(Codec):
+class SperrCodec(ModeValueCodec):
     codec_id = "sperr"
-
-    def __init__(self, mode: str = "tolerance", value: float | None = None):
-        if mode not in MODES:
-            raise InvalidCodecConfigError(
-                f"unknown sperr mode {quoted(mode)}; choose one of {', '.join(MODES)}"
-            )
-        high = 64.0 if mode == "rate" else math.inf
-        self.mode = mode
-        self.value = bounded_number(self.codec_id, mode, value, 0.0, high)
-
-    @classmethod
-    def config_from_options(cls, options: dict[str, str | None]) -> dict[str, Any]:
-        return mode_as_key(cls.codec_id, super().config_from_options(options), MODES)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"id": self.codec_id, "mode": self.mode, "value": self.value}
-
-    def describe(self) -> str:
-        return f"sperr {self.mode}={self.value:g}"
-
-    def encode(self, array: np.ndarray) -> bytes:
-        (payload,) = self.encode_slabs(array, array.shape[0])
-        return payload
+    modes = MODES
+    highs = {"rate": 64.0}
 
     def encode_slabs(self, array: np.ndarray, planes: int) -> Iterator[bytes]:
         work_dtype = numeric.working_dtype(array.dtype, "sperr")

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 
 from vesselzip.codecs import numeric
-from vesselzip.codecs.base import Codec, bounded_number, mode_as_key, register_codec
-from vesselzip.errors import CorruptBlobError, InvalidCodecConfigError, quoted
+from vesselzip.codecs.base import ModeValueCodec, register_codec
+from vesselzip.errors import CorruptBlobError
 
 MODES = ("tolerance", "relative_tolerance", "psnr", "l2norm")
 #: Codings of a slab tried for an L2 bound before the point-wise bound is used.
@@ -40,31 +39,10 @@ _L2_TRIES = 4
 
 
 @register_codec
-class Sz3Codec(Codec):
+class Sz3Codec(ModeValueCodec):
     codec_id = "sz3"
-
-    def __init__(self, mode: str = "tolerance", value: float | None = None):
-        if mode not in MODES:
-            raise InvalidCodecConfigError(
-                f"unknown sz3 mode {quoted(mode)}; choose one of {', '.join(MODES)}"
-            )
-        high = 1.0 if mode == "relative_tolerance" else math.inf
-        self.mode = mode
-        self.value = bounded_number(self.codec_id, mode, value, 0.0, high)
-
-    @classmethod
-    def config_from_options(cls, options: dict[str, str | None]) -> dict[str, Any]:
-        return mode_as_key(cls.codec_id, super().config_from_options(options), MODES)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"id": self.codec_id, "mode": self.mode, "value": self.value}
-
-    def describe(self) -> str:
-        return f"sz3 {self.mode}={self.value:g}"
-
-    def encode(self, array: np.ndarray) -> bytes:
-        (payload,) = self.encode_slabs(array, array.shape[0])
-        return payload
+    modes = MODES
+    highs = {"relative_tolerance": 1.0}
 
     def encode_slabs(self, array: np.ndarray, planes: int) -> Iterator[bytes]:
         mode, bound = self.sz3_bound(array)
