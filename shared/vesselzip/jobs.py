@@ -102,6 +102,8 @@ class JobSpec(BaseModel):
     # Store keys that belong to this job alone and go when it is deleted; a shared
     # volume (e.g. a dataset's) is referenced by key but not listed here.
     owned_keys: list[str] = Field(default_factory=list)
+    # Jobs made for this one alone (an upload's reference job), deleted with it.
+    owned_jobs: list[str] = Field(default_factory=list)
     # An original volume in the store (a dataset's) that the worker compresses with
     # `codec` into `blob_key` first; None when the gateway compressed an upload.
     source_key: str | None = None
@@ -109,6 +111,10 @@ class JobSpec(BaseModel):
     compression: dict[str, Any] = Field(default_factory=dict)
     # Seconds spent before the job reached a queue (upload, compress).
     stage_seconds: dict[str, float] = Field(default_factory=dict)
+    # The job segmenting the same volume uncompressed with the same model: this job's
+    # mask is scored against that job's mask (`agreement`). It runs first (the queue
+    # holds this one back until it ended); None for the uncompressed job itself.
+    reference_job_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
     created_at: float = Field(default_factory=time.time)
 
 
@@ -127,9 +133,13 @@ class JobResult(BaseModel):
     stage_seconds: dict[str, float] = Field(default_factory=dict)
     compression: dict[str, Any] = Field(default_factory=dict)
     segmentation: dict[str, Any] | None = None
+    # This mask against the reference job's mask (see JobSpec.reference_job_id).
+    reference_job_id: str | None = None
+    agreement: dict[str, Any] | None = None
     mask_key: str | None = None
     blob_key: str | None = None
     owned_keys: list[str] = Field(default_factory=list)
+    owned_jobs: list[str] = Field(default_factory=list)
     error: str | None = None
     attempts: int = 1
     notes: list[str] = Field(default_factory=list)
@@ -148,8 +158,10 @@ class JobResult(BaseModel):
             has_truth=spec.truth_key is not None,
             stage_seconds=dict(spec.stage_seconds),
             compression=spec.compression,
+            reference_job_id=spec.reference_job_id,
             blob_key=spec.blob_key,
             owned_keys=spec.owned_keys,
+            owned_jobs=spec.owned_jobs,
             error=error,
             created_at=spec.created_at,
             **extra,
@@ -344,6 +356,10 @@ def run_job(
                 f"stored truth shape {tuple(truth.shape)} does not match image {mask.shape}"
             )
         scores = segmentation_metrics(mask, truth.data, volume.spacing)
+    agreement: dict[str, Any] | None = None
+    notes: list[str] = []
+    if spec.reference_job_id is not None:
+        agreement, notes = _agreement(store, spec.reference_job_id, mask, volume.spacing)
     store.put_bytes(mask_key(spec.job_id), volume_to_bytes(mask, like=volume))
     seconds["metrics"] = time.perf_counter() - t0
     progress("metrics", 1.0)
@@ -360,11 +376,36 @@ def run_job(
         stage_seconds=seconds,
         compression=compression,
         segmentation=scores,
+        reference_job_id=spec.reference_job_id,
+        agreement=agreement,
         mask_key=mask_key(spec.job_id),
         blob_key=spec.blob_key,
         owned_keys=[*spec.owned_keys, mask_key(spec.job_id)],
+        owned_jobs=spec.owned_jobs,
+        notes=notes,
         created_at=spec.created_at,
     )
+
+
+def _agreement(
+    store: BlobStore, reference_job_id: str, mask: np.ndarray, spacing: tuple[float, ...]
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """`mask` against the reference job's mask, or None with the reason as a note."""
+    from vesselzip.metrics.segmentation import agreement_metrics
+    from vesselzip.volumes import read_volume
+
+    try:
+        reference = read_volume(store.get_bytes(mask_key(reference_job_id)))
+    except NotFoundError:
+        return None, [
+            f"no agreement: the reference job {reference_job_id} (the uncompressed volume) "
+            "left no mask (it failed, was deleted, or has not run)"
+        ]
+    if tuple(reference.shape) != tuple(mask.shape):
+        return None, [
+            f"no agreement: the reference job {reference_job_id}'s mask has another shape"
+        ]
+    return agreement_metrics(mask, reference.data, spacing), []
 
 
 def save_result(store: BlobStore, result: JobResult) -> None:

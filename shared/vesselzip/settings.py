@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(default=5.0, gt=0)
     # How often the gateway looks for jobs whose worker died.
     reaper_interval_s: float = Field(default=5.0, gt=0)
+    # How often the gateway queues the next step of each running tuning.
+    tuning_interval_s: float = Field(default=1.0, gt=0)
     # Uploads compressed at the same time by one gateway process (bounds its memory).
     upload_concurrency: int = Field(default=2, gt=0)
     # How long RQ keeps an ended job (status, meta, return value) in Redis; its result

@@ -18,9 +18,10 @@ from typing import cast
 from redis import Redis
 from rq import Callback, Queue, Retry
 from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
-from rq.job import Job
+from rq.job import Dependency, Job, JobStatus
 from rq.registry import (
     CanceledJobRegistry,
+    DeferredJobRegistry,
     FailedJobRegistry,
     FinishedJobRegistry,
     StartedJobRegistry,
@@ -57,9 +58,16 @@ def get_queue(name: str, connection: Redis) -> Queue:
 
 def enqueue(specs: list[JobSpec], *, queue: str, connection: Redis, settings: Settings) -> None:
     """Put the jobs on `queue`, in one pipeline (a sweep queues thousands). RQ keeps a
-    job's data `record_ttl_s` after it ends (the result JSON in the store stays)."""
+    job's data `record_ttl_s` after it ends (the result JSON in the store stays).
+
+    A job with a reference job (its mask is compared with that one's) that has not
+    ended yet waits for it (RQ's dependencies; RQ queues the jobs without one first),
+    and runs whether it finished or failed."""
     rq_queue = get_queue(queue, connection)
     retry = retry_policy(settings)
+    unended = _unended(
+        {spec.reference_job_id for spec in specs if spec.reference_job_id}, specs, connection
+    )
     rq_queue.enqueue_many(
         [
             Queue.prepare_data(
@@ -73,6 +81,11 @@ def enqueue(specs: list[JobSpec], *, queue: str, connection: Redis, settings: Se
                 on_failure=Callback(ON_FAILURE),
                 meta={"attempts": 0, "max_attempts": settings.job_retries + 1, "notes": []},
                 description=f"segment {spec.image.filename or spec.job_id} with {spec.model}",
+                depends_on=(
+                    Dependency(jobs=[spec.reference_job_id], allow_failure=True)
+                    if spec.reference_job_id in unended
+                    else None
+                ),
             )
             for spec in specs
         ]
@@ -80,6 +93,26 @@ def enqueue(specs: list[JobSpec], *, queue: str, connection: Redis, settings: Se
     stats = JobStats(connection)
     stats.count("created", len(specs))
     stats.observe_stages(*(spec.stage_seconds for spec in specs))
+
+
+_ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED}
+
+
+def _unended(job_ids: set[str], batch: list[JobSpec], connection: Redis) -> set[str]:
+    """Those of `job_ids` queued in this batch or held by RQ and not ended: the ones a
+    job can wait for. (A dependency on a job RQ no longer has would never be met.)"""
+    in_batch = {spec.job_id for spec in batch}
+    others = sorted(job_ids - in_batch)
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in others:
+            pipe.hget(Job.key_for(job_id), "status")
+        statuses = pipe.execute()
+    waiting = {
+        job_id
+        for job_id, status in zip(others, statuses, strict=True)
+        if status is not None and status.decode() not in _ENDED
+    }
+    return (job_ids & in_batch) | waiting
 
 
 def retry_policy(settings: Settings) -> Retry | None:
@@ -125,6 +158,24 @@ def cancel(job_id: str, connection: Redis) -> None:
         return
     connection.expire(rq_job.key, CANCELLED_KEPT_S)
     JobStats(connection).count(JobState.CANCELLED.value)
+    _release_dependents(rq_job, connection)
+
+
+def _release_dependents(rq_job: Job, connection: Redis) -> None:
+    """Queue the jobs waiting for a cancelled job: RQ holds them back for good (it lets
+    a dependent run after a failure, not after a cancellation). They run without it."""
+    for raw in cast("set[bytes]", connection.smembers(rq_job.dependents_key)):
+        try:
+            dependent = fetch_rq_job(raw.decode(), connection)
+        except (ValueError, DeserializationError):
+            continue
+        if dependent is None or dependent.get_status() != JobStatus.DEFERRED:
+            continue
+        DeferredJobRegistry(dependent.origin, connection=connection).remove(dependent)
+        connection.delete(dependent.dependencies_key)
+        dependent._dependency_ids = []  # nothing left to wait for
+        dependent.set_status(JobStatus.QUEUED)  # enqueue_job leaves a deferred job be
+        get_queue(dependent.origin, connection).enqueue_job(dependent)
 
 
 def delete(job_id: str, connection: Redis) -> None:

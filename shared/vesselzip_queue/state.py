@@ -177,7 +177,10 @@ def job_outcome(rq_job: Job, store: BlobStore) -> tuple[JobOutcome, QueuedJob]:
     outcome = _outcome_of_status(rq_job.id, status, rq_job.meta, store, value)
     if status == JobStatus.QUEUED:
         outcome.position = rq_job.get_position()
-    return outcome, _queued_job(rq_job, spec)
+    queued = _queued_job(rq_job, spec)
+    if status == JobStatus.DEFERRED:  # held back until its reference job ended
+        queued.stage = "waiting_for_reference"
+    return outcome, queued
 
 
 def find_job(

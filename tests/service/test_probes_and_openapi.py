@@ -73,7 +73,9 @@ def test_openapi_describes_the_api(service):
     body = post["requestBody"]["content"]["multipart/form-data"]["schema"]
     form = spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
     assert form["required"] == ["image"]
-    assert {"image", "truth", "codec", "mode", "value", "model", "queue"} == set(form["properties"])
+    assert {"image", "truth", "codec", "mode", "value", "model", "queue", "agreement"} == set(
+        form["properties"]
+    )
     assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
 
     status = spec["components"]["schemas"]["JobStatus"]["properties"]

@@ -77,8 +77,11 @@ class VesselzipClient:
         codec: str = "none",
         model: str | None = None,
         queue: str | None = None,
+        agreement: bool = False,
     ) -> dict[str, Any]:
         form = {"codec": codec}
+        if agreement:
+            form["agreement"] = "true"
         if model:
             form["model"] = model
         if queue:
@@ -173,6 +176,37 @@ class VesselzipClient:
         path = f"/v1/sweeps/{sweep_id}/figures/{name}.png"
         response = self.request("GET", path, allow=(404, 409))
         return None if response.status_code >= 400 else response.content
+
+    # -- tunings -------------------------------------------------------------------
+    def submit_tuning(
+        self,
+        dataset_id: str,
+        *,
+        codec: str,
+        max_dice_loss: float,
+        coverage: float | None = None,
+        score: str | None = None,
+        value_range: tuple[float, float] | None = None,
+        model: str | None = None,
+        queue: str | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "dataset": dataset_id,
+            "codec": codec,
+            "max_dice_loss": max_dice_loss,
+        }
+        options = {
+            "coverage": coverage,
+            "score": score,
+            "range": list(value_range) if value_range else None,
+            "model": model,
+            "queue": queue,
+        }
+        body |= {key: value for key, value in options.items() if value is not None}
+        return self.request("POST", "/v1/tunings", json=body).json()
+
+    def tuning(self, tuning_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/v1/tunings/{tuning_id}").json()
 
 
 def _detail(response: httpx.Response) -> str:

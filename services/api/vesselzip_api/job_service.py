@@ -115,9 +115,14 @@ class JobService:
         owner: str | None,
         received_at: float,
         base_url: str,
+        agreement: bool = False,
     ) -> JobCreated:
         """Validate and compress the upload, store blob and truth, queue the job.
-        Nothing is stored unless every check passed."""
+        Nothing is stored unless every check passed.
+
+        With `agreement`, a reference job segments the uncompressed volume first and
+        this job's mask is compared with its mask (not for codec `none`, which is the
+        uncompressed volume already)."""
         model = model_name(model or self.settings.default_model)
         offered = self.check_model(model)
         queue = queue or self.settings.default_queue
@@ -153,6 +158,12 @@ class JobService:
             if truth_bytes is not None:
                 self.store.put_bytes(truth_key(job_id), truth_bytes)
                 stored.append(truth_key(job_id))
+            reference = None
+            if agreement and codec.get("id") != "none":
+                reference = self._reference_job(
+                    image, job_id, compressed.image, truth_bytes is not None, model, owner
+                )
+                stored.extend(reference.owned_keys)
             compress_s = time.perf_counter() - t0
 
             spec = JobSpec(
@@ -163,11 +174,15 @@ class JobService:
                 codec=codec,
                 image=compressed.image.model_dump(),
                 owner=owner,
-                owned_keys=list(stored),
+                owned_keys=[
+                    k for k in stored if reference is None or k not in reference.owned_keys
+                ],
+                owned_jobs=[reference.job_id] if reference is not None else [],
+                reference_job_id=reference.job_id if reference is not None else None,
                 compression=compressed.compression,
                 stage_seconds={"upload": upload_s, "compress": compress_s},
             )
-            self.submit([spec], queue)
+            self.submit([spec] if reference is None else [reference, spec], queue)
         except BaseException:
             for key in stored:
                 self.store.delete(key)
@@ -178,6 +193,34 @@ class JobService:
             state="queued",
             queue=queue,
             links=_links(base_url, job_id),
+        )
+
+    def _reference_job(
+        self,
+        image: Upload,
+        job_id: str,
+        info: ImageInfo,
+        has_truth: bool,
+        model: str,
+        owner: str | None,
+    ) -> JobSpec:
+        """The job segmenting the upload uncompressed (codec `none`), stored and ready
+        to queue; it shares the truth of job `job_id`, which owns it."""
+        reference_id = new_job_id()
+        with self._compress_slots:
+            uncompressed = compress_upload(image.rewound(), {"id": "none"}, filename=info.filename)
+        self.store.put_bytes(blob_key(reference_id), uncompressed.blob)
+        return JobSpec(
+            job_id=reference_id,
+            blob_key=blob_key(reference_id),
+            truth_key=truth_key(job_id) if has_truth else None,
+            model=model,
+            codec={"id": "none"},
+            image=info.model_dump(),
+            owner=owner,
+            owned_keys=[blob_key(reference_id)],
+            compression=uncompressed.compression,
+            stage_seconds={"compress": sum(uncompressed.seconds.values())},
         )
 
     def check_model(self, name: str) -> ModelInfo | None:
@@ -237,6 +280,11 @@ class JobService:
         else:
             queues.delete(job_id, self.redis)
         delete_job_data(self.store, list(spec.owned_keys), job_id)
+        for owned in spec.owned_jobs:  # its reference job, made for it alone
+            try:
+                self.delete(owned, owner)
+            except NotFoundError:  # deleted already, or gone with Redis
+                pass
         return JobDeleted(id=job_id, previous_state=outcome.state, cancelled=running)
 
     # -- helpers ----------------------------------------------------------------
@@ -281,9 +329,10 @@ class JobService:
             finished_at=_when(queued.finished_at),
             stage_seconds=StageSeconds(**seconds),
             compression=spec.compression,
+            reference_job=spec.reference_job_id,
             error=state.error,
             notes=queued.notes,
-            links=_links(base_url, spec.job_id),
+            links=_links(base_url, spec.job_id, spec.reference_job_id),
         )
 
     def _view_of_result(
@@ -308,9 +357,11 @@ class JobService:
             stage_seconds=StageSeconds(**result.stage_seconds),
             compression=result.compression,
             segmentation=result.segmentation,
+            reference_job=result.reference_job_id,
+            agreement=result.agreement,
             error=result.error,
             notes=result.notes,
-            links=_links(base_url, result.job_id),
+            links=_links(base_url, result.job_id, result.reference_job_id),
         )
 
 
@@ -343,9 +394,10 @@ def _job_url(base_url: str, job_id: str) -> str:
     return f"{base_url.rstrip('/')}/v1/jobs/{job_id}"
 
 
-def _links(base_url: str, job_id: str) -> JobLinks:
+def _links(base_url: str, job_id: str, reference_job_id: str | None = None) -> JobLinks:
     url = _job_url(base_url, job_id)
-    return JobLinks(self=url, mask=f"{url}/mask", blob=f"{url}/blob")
+    reference = _job_url(base_url, reference_job_id) if reference_job_id else None
+    return JobLinks(self=url, mask=f"{url}/mask", blob=f"{url}/blob", reference=reference)
 
 
 def _when(epoch: float | None) -> datetime | None:

@@ -29,8 +29,9 @@ from vesselzip.sweeps import index_existing_sweeps
 from vesselzip_api.dataset_service import DatasetService
 from vesselzip_api.job_service import JobService
 from vesselzip_api.monitoring import Probe, metrics_registry
-from vesselzip_api.routers import datasets, health, jobs, metrics, models, sweeps
+from vesselzip_api.routers import datasets, health, jobs, metrics, models, sweeps, tunings
 from vesselzip_api.sweep_service import SweepService
+from vesselzip_api.tuning_service import TuningService
 from vesselzip_queue import queues
 
 log = logging.getLogger("vesselzip.api")
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.dataset_service = DatasetService(
             settings, connection, store, app.state.sweep_service
         )
+        app.state.tuning_service = TuningService(settings, connection, store, app.state.job_service)
         app.state.probe = Probe(settings, connection, store)
         app.state.metrics_registry = metrics_registry(settings, connection)
         # Import the codec stack now rather than during the first upload.
@@ -145,13 +147,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(
                 index.build_once, store, index_existing_datasets, index_existing_sweeps
             )
-        reaper = asyncio.create_task(_reap_forever(connection, settings.reaper_interval_s))
+        background = [
+            asyncio.create_task(
+                _every(settings.reaper_interval_s, "reaper", queues.maintain, connection)
+            ),
+            asyncio.create_task(
+                _every(
+                    settings.tuning_interval_s, "tunings", app.state.tuning_service.advance_active
+                )
+            ),
+        ]
         try:
             yield
         finally:
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             connection.close()
 
     app = FastAPI(
@@ -169,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     app.include_router(sweeps.router)
+    app.include_router(tunings.router)
     app.include_router(models.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
@@ -241,12 +254,13 @@ def _import_codecs() -> None:
     import vesselzip.metrics.compression  # noqa: F401
 
 
-async def _reap_forever(connection: redis.Redis, interval_s: float) -> None:
-    """RQ's upkeep (queues.maintain): jobs whose worker died are found even when no
-    worker is left to do it, and expired registry entries go."""
+async def _every(interval_s: float, name: str, work, *args) -> None:
+    """Run `work` every `interval_s` off the event loop: RQ's upkeep (queues.maintain:
+    jobs whose worker died are found even when no worker is left to do it, expired
+    registry entries go) and the next steps of running tunings."""
     while True:
         await asyncio.sleep(interval_s)
         try:
-            await run_in_threadpool(queues.maintain, connection)
+            await run_in_threadpool(work, *args)
         except Exception as exc:  # Redis down: try again next round
-            log.warning("reaper: %s", exc)
+            log.warning("%s: %s", name, exc)

@@ -30,6 +30,11 @@ class JobLinks(BaseModel):
     self: str
     mask: str = Field(description="NIfTI mask, once the job has finished.")
     blob: str = Field(description="The compressed volume (.vz), decodable with the CLI.")
+    reference: str | None = Field(
+        None,
+        description="The reference job: the same model on the uncompressed volume, whose "
+        "mask `agreement` compares this one with.",
+    )
 
 
 class JobCreated(BaseModel):
@@ -103,6 +108,16 @@ class SegmentationMetrics(BaseModel):
     assd_mm: float | None = None
 
 
+class AgreementMetrics(BaseModel):
+    """This job's mask against the same model's mask of the uncompressed volume (the
+    reference job): how far compression moved the segmentation. Agreement, not
+    accuracy: no truth is involved."""
+
+    dice: float | None = None
+    iou: float | None = None
+    hd95_mm: float | None = None
+
+
 class JobStatus(BaseModel):
     id: str
     url: str
@@ -131,6 +146,16 @@ class JobStatus(BaseModel):
     compression: CompressionMetrics
     segmentation: SegmentationMetrics | None = Field(
         None, description="Present when finished and a truth was given."
+    )
+    reference_job: str | None = Field(
+        None,
+        description="The job segmenting the uncompressed volume with the same model, "
+        "whose mask this one is compared with (`agreement`); null when there is none.",
+    )
+    agreement: AgreementMetrics | None = Field(
+        None,
+        description="Agreement with the reference job's mask, once finished: present "
+        "with or without a truth. A note says why when the reference left no mask.",
     )
     error: str | None = Field(None, description="Why it failed, when it failed.")
     notes: list[str] = Field(

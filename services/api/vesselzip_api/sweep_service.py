@@ -17,7 +17,7 @@ from redis import Redis
 
 from vesselzip.datasets import VolumeEntry, load_dataset
 from vesselzip.errors import LimitExceededError, NotFoundError
-from vesselzip.jobs import LOST, ImageInfo, JobOutcome, JobSpec, JobState, blob_key
+from vesselzip.jobs import LOST, JobOutcome, JobSpec, JobState
 from vesselzip.settings import Settings
 from vesselzip.store import BlobStore
 from vesselzip.sweeps import (
@@ -56,6 +56,7 @@ from vesselzip_api.sweep_schemas import (
     SweepSummary,
     SweepTables,
 )
+from vesselzip_api.volume_jobs import volume_image, volume_job_spec
 from vesselzip_queue import queues
 from vesselzip_queue.state import find_jobs
 
@@ -154,8 +155,12 @@ class SweepService:
             for cell in to_submit:
                 if outcomes[cell.job_id].state != LOST:
                     queues.delete(cell.job_id, self.redis)
+            baselines = baseline_jobs(spec)
             self.jobs.submit(
-                [self._job_spec(spec, cell, volumes[cell.volume_id]) for cell in to_submit],
+                [
+                    cell_job_spec(spec, cell, volumes[cell.volume_id], baselines[cell.volume_id])
+                    for cell in to_submit
+                ],
                 spec.queue,
             )
         return SweepCreated(
@@ -175,20 +180,6 @@ class SweepService:
             return True
         rq_job = queues.fetch_rq_job(cell.job_id, self.redis)
         return rq_job is None or not rq_job.get_executions()
-
-    def _job_spec(self, spec: SweepSpec, cell: SweepCell, volume: VolumeEntry) -> JobSpec:
-        job_id = cell.job_id
-        return JobSpec(
-            job_id=job_id,
-            blob_key=blob_key(job_id),
-            truth_key=volume.truth_key,
-            source_key=volume.image_key,
-            model=spec.model,
-            codec=spec.grid[cell.setting],
-            image=volume_image(volume),
-            owner=spec.owner,
-            owned_keys=[blob_key(job_id)],  # the dataset's image and truth are shared
-        )
 
     # -- read -------------------------------------------------------------------
     def _outcomes(self, spec: SweepSpec) -> dict[str, JobOutcome]:
@@ -288,12 +279,21 @@ class SweepService:
         return cancelled
 
 
-def volume_image(volume: VolumeEntry) -> ImageInfo:
-    return ImageInfo(
-        filename=volume.filename or volume.id,
-        shape=volume.shape,
-        dtype=volume.dtype,
-        spacing=volume.spacing,
+def baseline_jobs(spec: SweepSpec) -> dict[str, str]:
+    """The uncompressed baseline's job of each volume of a sweep."""
+    return {cell.volume_id: cell.job_id for cell in spec.cells if cell.setting == 0}
+
+
+def cell_job_spec(spec: SweepSpec, cell: SweepCell, volume: VolumeEntry, baseline: str) -> JobSpec:
+    """The job of one cell; every setting but the baseline is compared with the
+    baseline's mask of the same volume (agreement)."""
+    return volume_job_spec(
+        cell.job_id,
+        volume,
+        spec.grid[cell.setting],
+        model=spec.model,
+        owner=spec.owner,
+        reference=baseline if baseline != cell.job_id else None,
     )
 
 

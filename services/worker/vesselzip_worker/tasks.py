@@ -124,7 +124,7 @@ def run_segmentation_job(spec: dict) -> dict:
     if started and queued:
         result.stage_seconds["queue_wait"] = max(0.0, started - queued)
     result.attempts = max(meta.attempts, 1)
-    result.notes = meta.notes
+    result.notes = [*meta.notes, *result.notes]
     _store_result(store, result)
     # Deleted while the result was being written? The delete may have run before the
     # write: check after it, so nothing of a deleted job is left behind.

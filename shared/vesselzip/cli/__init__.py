@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "vesselzip.cli.model_commands",
     "vesselzip.cli.service_commands",
     "vesselzip.cli.sweep_command",
+    "vesselzip.cli.tune_command",
 ]
 
 

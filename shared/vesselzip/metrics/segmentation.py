@@ -138,3 +138,17 @@ def segmentation_metrics(
         "truth_voxels": truth_voxels,
         "voxel_volume_mm3": math.prod(spacing),
     }
+
+
+#: What `agreement_metrics` reports.
+AGREEMENT_METRICS = ("dice", "iou", "hd95_mm")
+
+
+def agreement_metrics(
+    mask: np.ndarray, reference: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0)
+) -> dict:
+    """Dice, IoU and HD95 of `mask` against `reference`, a mask of the same volume by the
+    same model (no truth involved): how much the segmentation moved, not how right it is.
+    Same definitions and empty-mask conventions as `segmentation_metrics`."""
+    scores = segmentation_metrics(mask, reference, spacing)
+    return {name: scores[name] for name in AGREEMENT_METRICS}

@@ -66,6 +66,7 @@ def case_rows(spec: SweepSpec, outcomes: dict[str, JobOutcome]) -> list[CaseRow]
         result = outcome.result if outcome.state == JobState.FINISHED else None
         compression = result.compression if result else {}
         segmentation = (result.segmentation or {}) if result else {}
+        agreement = (result.agreement or {}) if result else {}
         rows.append(
             CaseRow(
                 volume=cell.volume_id,
@@ -92,6 +93,9 @@ def case_rows(spec: SweepSpec, outcomes: dict[str, JobOutcome]) -> list[CaseRow]
                 volume_similarity=segmentation.get("volume_similarity"),
                 hd95_mm=segmentation.get("hd95_mm"),
                 delta_dice=None,
+                agreement_dice=agreement.get("dice"),
+                agreement_iou=agreement.get("iou"),
+                agreement_hd95_mm=agreement.get("hd95_mm"),
             )
         )
     baseline_dice = {
@@ -215,6 +219,13 @@ def setting_rows(spec: SweepSpec, cases: list[CaseRow]) -> list[SettingRow]:
                 volume_similarity_mean=_mean(c.volume_similarity for c in done),
                 hd95_mean_mm=_mean(c.hd95_mm for c in done),
                 **paired,
+                n_agreement=sum(c.agreement_dice is not None for c in done),
+                agreement_dice_mean=_mean(c.agreement_dice for c in done),
+                agreement_dice_min=min(
+                    (c.agreement_dice for c in done if c.agreement_dice is not None), default=None
+                ),
+                agreement_iou_mean=_mean(c.agreement_iou for c in done),
+                agreement_hd95_mean_mm=_mean(c.agreement_hd95_mm for c in done),
             )
         )
     return rows

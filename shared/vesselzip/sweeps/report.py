@@ -100,6 +100,8 @@ _SEGMENTATION_TABLE: list[Column] = [
     (f"{title(SettingRow, 'delta_dice_mean')} [95% CI]", _delta_text, "---"),
     _number("wilcoxon_p", 4),
     (title(SettingRow, "n_pairs"), lambda r: "–" if r.n_pairs is None else str(r.n_pairs), "---:"),
+    _number("agreement_dice_mean", 5),
+    _number("agreement_dice_min", 5),
 ]
 #: Columns whose definition is printed under the tables.
 _DEFINED_BELOW = (
@@ -110,6 +112,7 @@ _DEFINED_BELOW = (
     "delta_dice_mean",
     "delta_dice_ci_low",
     "wilcoxon_p",
+    "agreement_dice_mean",
 )
 
 

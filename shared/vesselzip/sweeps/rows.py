@@ -159,6 +159,27 @@ class SettingRow(BaseModel):
         description="`scipy.stats.wilcoxon(d).pvalue`: two-sided, zero differences dropped, "
         "exact for small n; 1.0 when every difference is 0; null when n < 2.",
     )
+    n_agreement: int = Field(
+        title="Agreement volumes",
+        description="Finished volumes whose mask was compared with the baseline's mask of "
+        "the same volume: the agreement means are over these (none for the baseline).",
+    )
+    agreement_dice_mean: float | None = Field(
+        title="Mean agreement Dice",
+        description="Mean of per-volume agreement Dice: the mask under this setting against "
+        "the same model's mask of the uncompressed volume. Agreement, not accuracy: no "
+        "truth is needed.",
+    )
+    agreement_dice_min: float | None = Field(
+        title="Min. agreement Dice", description="The lowest per-volume agreement Dice."
+    )
+    agreement_iou_mean: float | None = Field(
+        title="Mean agreement IoU", description="Mean of per-volume agreement IoU."
+    )
+    agreement_hd95_mean_mm: float | None = Field(
+        title="Mean agreement HD95 (mm)",
+        description="Mean of per-volume agreement HD95 in mm; undefined ones are left out.",
+    )
 
 
 class CaseRow(BaseModel):
@@ -233,6 +254,18 @@ class CaseRow(BaseModel):
     delta_dice: float | None = Field(
         title="ΔDice",
         description="Dice(setting) − Dice(`none`) on the same volume and model.",
+    )
+    agreement_dice: float | None = Field(
+        title="Agreement Dice",
+        description="Dice of the mask under this setting against the same model's mask of "
+        "the uncompressed volume (the baseline's job); no truth involved. Null for the "
+        "baseline, and when the baseline left no mask.",
+    )
+    agreement_iou: float | None = Field(
+        title="Agreement IoU", description="IoU, like `agreement_dice`."
+    )
+    agreement_hd95_mm: float | None = Field(
+        title="Agreement HD95 (mm)", description="HD95 in mm, like `agreement_dice`."
     )
 
 

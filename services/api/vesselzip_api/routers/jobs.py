@@ -68,6 +68,14 @@ def create_job(
         Literal["gpu", "cpu"] | None,
         Form(description="Worker queue; the server's default when omitted."),
     ] = None,
+    agreement: Annotated[
+        bool,
+        Form(
+            description="Also segment the uncompressed volume (a reference job, run "
+            "first) and score this job's mask against it: `agreement` in the status, "
+            "with or without a truth. Doubles the inference."
+        ),
+    ] = False,
 ) -> JobCreated:
     # A plain `def`: FastAPI runs it in a worker thread, off the event loop.
     return jobs.create_from_upload(
@@ -79,6 +87,7 @@ def create_job(
         owner=owner,
         received_at=received_at,
         base_url=base_url,
+        agreement=agreement,
     )
 
 
