@@ -9,7 +9,7 @@ TORCH_PIN ?= torch==2.13.0
 # Extras to install: dev (everything, and the test tools); worker, gateway,... for images.
 EXTRAS ?= dev
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test test-fast lint bench browser
 
 $(BIN)/vesselzip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,17 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p vesselzip -p vesselzip_queue -p vesselzip_api -p vesselzip_worker
 
-test: lint
+# The browser tests drive Debian's chromium through its chromedriver; installed here
+# when missing (as root, with apt).
+browser:
+	@command -v chromedriver >/dev/null || { apt-get update -q && apt-get install -y -q chromium chromium-driver; }
+
+test: lint browser
 	$(BIN)/python -m pytest -q
+
+# Everything but the browser tier (quicker while working on the code).
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not browser"
 
 bench: install
 	$(BIN)/python bench/codec_throughput.py

@@ -138,6 +138,10 @@ class JobResult(BaseModel):
     agreement: dict[str, Any] | None = None
     mask_key: str | None = None
     blob_key: str | None = None
+    # What the pictures of the job are drawn from: its truth, and the original volume
+    # of a dataset job (an upload's original is not kept).
+    truth_key: str | None = None
+    source_key: str | None = None
     owned_keys: list[str] = Field(default_factory=list)
     owned_jobs: list[str] = Field(default_factory=list)
     error: str | None = None
@@ -160,6 +164,8 @@ class JobResult(BaseModel):
             compression=spec.compression,
             reference_job_id=spec.reference_job_id,
             blob_key=spec.blob_key,
+            truth_key=spec.truth_key,
+            source_key=spec.source_key,
             owned_keys=spec.owned_keys,
             owned_jobs=spec.owned_jobs,
             error=error,
@@ -380,6 +386,8 @@ def run_job(
         agreement=agreement,
         mask_key=mask_key(spec.job_id),
         blob_key=spec.blob_key,
+        truth_key=spec.truth_key,
+        source_key=spec.source_key,
         owned_keys=[*spec.owned_keys, mask_key(spec.job_id)],
         owned_jobs=spec.owned_jobs,
         notes=notes,
@@ -420,7 +428,14 @@ def load_result(store: BlobStore, job_id: str) -> JobResult:
         raise NotFoundError(f"no job {job_id}") from None
 
 
+def pictures_prefix(job_id: str) -> str:
+    return f"pictures/{job_id}"
+
+
 def delete_job_data(store: BlobStore, keys: list[str], job_id: str) -> None:
-    """Remove what a job stored: the keys it owns, its mask and its result."""
-    for key in {*keys, mask_key(job_id), result_key(job_id)}:
+    """Remove what a job stored: the keys it owns, its mask, its result and pictures."""
+    pictures = list(store.keys(pictures_prefix(job_id)))
+    for key in {*keys, mask_key(job_id), result_key(job_id), *pictures}:
         store.delete(key)
+    if pictures:
+        store.prune(pictures_prefix(job_id))

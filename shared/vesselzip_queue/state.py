@@ -253,3 +253,45 @@ def _find_or_lost(job_id: str, connection: Redis, store: BlobStore) -> JobOutcom
     except NotFoundError:  # neither RQ nor the store has it
         return JobOutcome(state=LOST, error="the job is gone (Redis was reset?)")
     return outcome
+
+
+def recent_jobs(
+    connection: Redis, owner: str | None, *, everyone: bool, limit: int = 50
+) -> list[QueuedJob]:
+    """The jobs RQ still holds (waiting, running, or ended within its record TTL) that
+    `owner` made (everyone's with `everyone`), newest first: what "recent" means here."""
+    from rq import Queue
+    from rq.registry import (
+        DeferredJobRegistry,
+        FailedJobRegistry,
+        FinishedJobRegistry,
+        ScheduledJobRegistry,
+        StartedJobRegistry,
+    )
+
+    from vesselzip.settings import QUEUE_NAMES
+
+    job_ids: set[str] = set()
+    for name in QUEUE_NAMES:
+        queue = Queue(name, connection=connection, serializer=JSONSerializer)
+        job_ids.update(queue.get_job_ids())
+        for registry in (
+            StartedJobRegistry,
+            FinishedJobRegistry,
+            FailedJobRegistry,
+            DeferredJobRegistry,
+            ScheduledJobRegistry,
+        ):
+            job_ids.update(registry(name, connection=connection).get_job_ids())
+    found = []
+    for rq_job in Job.fetch_many(sorted(job_ids), connection=connection, serializer=JSONSerializer):
+        if rq_job is None:
+            continue
+        try:
+            spec = job_spec(rq_job)
+        except ValueError:
+            continue
+        if everyone or spec.owner == owner:
+            found.append(_queued_job(rq_job, spec))
+    found.sort(key=lambda job: job.spec.created_at, reverse=True)
+    return found[:limit]

@@ -4,6 +4,7 @@ which starts it, posts phantoms over HTTP and prints a results table."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -148,7 +149,8 @@ def test_serve_stops_its_workers_and_redis_on_sigterm(tmp_path):
 
 def demo_rows(tmp_path, *arguments: str) -> list[list[str]]:
     run = subprocess.run(
-        [sys.executable, "-m", "vesselzip", "demo", *arguments, "--settings", "none,zfp:rate=4"],
+        [sys.executable, "-m", "vesselzip", "demo", *arguments, "--settings", "none,zfp:rate=4"]
+        + ["--out", str(tmp_path / "demo")],
         env=embedded_env(tmp_path / "store"),
         capture_output=True,
         text=True,
@@ -174,6 +176,13 @@ def test_demo_runs_the_main_job_through_http(tmp_path):
         assert 0 < iou <= dice <= 1
     assert all(row[4] == "lossless" for row in rows if row[1] == "none")
     assert all(float(row[2]) > 3 for row in rows if row[1] == "zfp:rate=4")
+    # It leaves something to open: each job's pictures, shown by index.html.
+    out = tmp_path / "demo"
+    pictures = sorted(p.name for p in (out / "pictures").glob("*.png"))
+    assert len(pictures) == 4 * 3  # 4 jobs x axial, coronal, sagittal
+    page = (out / "index.html").read_text()
+    assert all(f"pictures/{name}" in page for name in pictures)
+    assert len(json.loads((out / "results.json").read_text())) == 4
 
 
 def test_the_default_demo_segments_the_circle_of_willis_of_a_whole_head(tmp_path):

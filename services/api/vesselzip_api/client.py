@@ -177,6 +177,12 @@ class VesselzipClient:
         response = self.request("GET", path, allow=(404, 409))
         return None if response.status_code >= 400 else response.content
 
+    def picture(self, job_id: str, name: str) -> bytes | None:
+        """A finished job's picture (PNG, vesselzip.pictures); None when the job has
+        none of that name (a difference picture of an upload, whose original is gone)."""
+        response = self.request("GET", f"/ui/jobs/{job_id}/pictures/{name}.png", allow=(404,))
+        return None if response.status_code == 404 else response.content
+
     # -- tunings -------------------------------------------------------------------
     def submit_tuning(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import html
 import json
 import tempfile
 import time
@@ -95,6 +96,10 @@ def run_demo(args: argparse.Namespace) -> int:
         results = follow(client, jobs, console, args.timeout)
         console.print(results_table(jobs, results))
         console.print(f"{len(jobs)} job(s) in {time.monotonic() - started:.1f} s")
+        out = getattr(args, "out", None)
+        if out is not None:
+            page = save_results(client, jobs, results, Path(out))
+            console.print(f"Results and pictures in {out}: open {page}")
 
     failed = [r for r in results.values() if r["state"] != "finished"]
     for job in failed:
@@ -160,6 +165,47 @@ def results_table(jobs: list[dict], results: dict[str, dict]) -> Table:
             body["state"],
         )
     return table
+
+
+def save_results(
+    client: VesselzipClient, jobs: list[dict], results: dict[str, dict], out: Path
+) -> Path:
+    """results.json, each finished job's pictures, and index.html showing them."""
+    from vesselzip.pictures import VIEWS
+
+    (out / "pictures").mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(
+        json.dumps([{**job, "result": results[job["id"]]} for job in jobs], indent=1) + "\n"
+    )
+    sections = []
+    for job in jobs:
+        body = results[job["id"]]
+        if body["state"] != "finished":
+            continue
+        stem = f"{job['volume'].removesuffix('.nii.gz')}_{job['setting'].replace(':', '_')}"
+        images = []
+        for view in VIEWS:
+            png = client.picture(job["id"], f"mask_{view}")
+            if png is not None:
+                (out / "pictures" / f"{stem}_{view}.png").write_bytes(png)
+                images.append(f'<img src="pictures/{stem}_{view}.png" alt="{view}">')
+        seg = body.get("segmentation") or {}
+        comp = body.get("compression") or {}
+        sections.append(
+            f"<h2>{html.escape(job['volume'])} · {html.escape(job['setting'])}</h2>"
+            f"<p>CR {_fmt(comp.get('cr_raw'), '.2f')}, PSNR {_fmt(comp.get('psnr_db'), '.1f')} dB, "
+            f"Dice {_fmt(seg.get('dice'), '.4f')}, IoU {_fmt(seg.get('iou'), '.4f')}</p>"
+            f"<p>{''.join(images)}</p>"
+        )
+    page = out / "index.html"
+    page.write_text(
+        "<!doctype html><meta charset='utf-8'><title>vesselzip demo</title>"
+        "<style>body{font-family:sans-serif;margin:2em}img{height:320px;margin-right:8px}"
+        "</style><h1>vesselzip demo</h1><p>Maximum-intensity projections of each decoded "
+        "volume with its mask: true positives green, false positives red, false negatives "
+        "blue.</p>" + "".join(sections)
+    )
+    return page
 
 
 def _fmt(value, spec: str) -> str:

@@ -39,6 +39,12 @@ def get_owner(
     api_key: Annotated[str | None, Security(_api_key)] = None,
 ) -> str | None:
     """The caller's owner id; None when the API is open (no keys configured)."""
+    return owner_for_key(settings, api_key)
+
+
+def owner_for_key(settings: Settings, api_key: str | None) -> str | None:
+    """The owner id of `api_key`; None when the API is open; UnauthorizedError when
+    keys are configured and this is none of them."""
     keys = settings.api_key_set
     if not keys:
         return None

@@ -17,6 +17,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,6 +33,7 @@ from vesselzip_api.monitoring import Probe, metrics_registry
 from vesselzip_api.routers import datasets, health, jobs, metrics, models, sweeps, tunings
 from vesselzip_api.sweep_service import SweepService
 from vesselzip_api.tuning_service import TuningService
+from vesselzip_api.ui import pages
 from vesselzip_queue import queues
 
 log = logging.getLogger("vesselzip.api")
@@ -182,6 +184,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(sweeps.router)
     app.include_router(tunings.router)
+    app.include_router(pages.router)
+    app.mount("/ui/static", StaticFiles(directory=pages.STATIC_DIR), name="ui-static")
+    app.add_exception_handler(pages.SignInRequired, pages.sign_in_redirect)  # type: ignore[arg-type]
     app.include_router(models.router)
     app.include_router(health.router)
     app.include_router(metrics.router)

@@ -82,6 +82,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--model", help="segmenter (default: the server's default model)")
     demo.add_argument("--seed", type=int, default=0, help="phantom seed")
     demo.add_argument("--timeout", type=float, default=1800, help="give up after N seconds")
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("var/demo"),
+        help="where to leave the results and pictures: index.html, results.json, "
+        "pictures/ (default var/demo)",
+    )
     demo.set_defaults(handler=run_demo)
 
 

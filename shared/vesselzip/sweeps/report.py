@@ -116,17 +116,6 @@ _DEFINED_BELOW = (
 )
 
 
-def _table(first: str, columns: list[Column], rows: list[SettingRow]) -> list[str]:
-    lines = [
-        "| " + " | ".join([first, *(c[0] for c in columns)]) + " |",
-        "|" + "|".join(["---", *(c[2] for c in columns)]) + "|",
-    ]
-    for row in rows:
-        cells = [_parameter_text(row), *(c[1](row) for c in columns)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
 #: Table titles of the codecs beyond the paper's ZFP groups.
 CODEC_NAMES = {
     "zfp": "ZFP, other modes",
@@ -141,20 +130,23 @@ CODEC_NAMES = {
 }
 
 
-def markdown_tables(summary: SweepResults) -> str:
+class Table(BaseModel):
+    """One of the paper's tables for a group of settings, as text cells."""
+
+    title: str
+    note: str = ""  # printed after the title
+    header: list[str]
+    align: list[str] = []  # "left" or "right", per column
+    rows: list[list[str]]
+    settings: list[str] = []  # the setting of each row
+
+
+def paper_tables(summary: SweepResults) -> list[Table]:
     """The paper's Tables 1-4 (fixed rate, then tolerance; each with the baseline row),
-    then a pair in the same layout for each other codec of the grid, in grid order, and
-    the definitions of their columns."""
+    then a pair in the same layout for each other codec of the grid, in grid order."""
     rows = summary.settings
     baseline = [r for r in rows if r.group == "baseline"]
     original_mb = baseline[0].raw_mb if baseline else 0.0
-    lines = [
-        f"Sweep `{summary.sweep_id}` — dataset `{summary.dataset_id}` "
-        f"({summary.n_volumes} volumes, original data size {original_mb:.2f} MB), "
-        f"model `{summary.model}`; {summary.progress.done}/"
-        f"{summary.progress.total} jobs done.",
-        "",
-    ]
     others = [r for r in rows if r.group == "other"]
     codecs = list(dict.fromkeys(str(r.codec.get("id")) for r in others))
     sections = [
@@ -173,23 +165,54 @@ def markdown_tables(summary: SweepResults) -> str:
             for codec in codecs
         ),
     ]
+    tables = []
     number = 1
     for name, first_column, group_rows in sections:
         if not group_rows:
             continue
         table_rows = baseline + group_rows
+        for kind, note, columns in (
+            (
+                f"{name} compression results",
+                f"(original data size: {original_mb:.2f} MB)",
+                _COMPRESSION_TABLE,
+            ),
+            (f"Segmentation performance, {name}", "", _SEGMENTATION_TABLE),
+        ):
+            tables.append(
+                Table(
+                    title=f"Table {number}: {kind}",
+                    note=note,
+                    header=[first_column, *(c[0] for c in columns)],
+                    align=["left", *("right" if c[2] == "---:" else "left" for c in columns)],
+                    rows=[[_parameter_text(r), *(c[1](r) for c in columns)] for r in table_rows],
+                    settings=[r.setting for r in table_rows],
+                )
+            )
+            number += 1
+    return tables
+
+
+def markdown_tables(summary: SweepResults) -> str:
+    """paper_tables as Markdown, with the definitions of their columns."""
+    baseline = [r for r in summary.settings if r.group == "baseline"]
+    original_mb = baseline[0].raw_mb if baseline else 0.0
+    lines = [
+        f"Sweep `{summary.sweep_id}` — dataset `{summary.dataset_id}` "
+        f"({summary.n_volumes} volumes, original data size {original_mb:.2f} MB), "
+        f"model `{summary.model}`; {summary.progress.done}/"
+        f"{summary.progress.total} jobs done.",
+        "",
+    ]
+    for table in paper_tables(summary):
         lines += [
-            f"**Table {number}: {name} compression results** "
-            f"(original data size: {original_mb:.2f} MB)",
+            f"**{table.title}** {table.note}".rstrip(),
             "",
-            *_table(first_column, _COMPRESSION_TABLE, table_rows),
-            "",
-            f"**Table {number + 1}: Segmentation performance, {name}**",
-            "",
-            *_table(first_column, _SEGMENTATION_TABLE, table_rows),
+            "| " + " | ".join(table.header) + " |",
+            "|" + "|".join("---:" if a == "right" else "---" for a in table.align) + "|",
+            *("| " + " | ".join(cells) + " |" for cells in table.rows),
             "",
         ]
-        number += 2
     for name in _DEFINED_BELOW:
         field = SettingRow.model_fields[name]
         lines.append(f"- {field.title}: {field.description}")
