@@ -13,7 +13,10 @@ from vesselzip.pictures import (
     MIN_SIDE,
     TRUE_POSITIVE,
     difference_picture,
+    difference_projections,
     mask_picture,
+    projections_from_bytes,
+    projections_to_bytes,
 )
 
 
@@ -61,12 +64,19 @@ def test_pictures_are_true_to_scale():
 
 
 def test_the_difference_picture_scales_to_the_largest_difference():
-    original = np.zeros((8, 8, 8), np.int16)
+    original = np.zeros((40, 8, 8), np.int16)
     changed = original.copy()
     changed[1, 1, 1] = 40
-    changed[5, 5, 5] = -10
-    png, largest = difference_picture(original, changed, "axial")
+    changed[33, 5, 5] = -10  # in another slab of planes
+    projections = projections_from_bytes(
+        projections_to_bytes(difference_projections(original, changed, planes=16))
+    )
+    assert projections["axial"].shape == (40, 8) and projections["sagittal"].shape == (8, 8)
+    assert projections["axial"][1, 1] == 40 and projections["axial"][33, 5] == 10
+    assert projections["sagittal"][5, 5] == 10 and projections["coronal"][33, 5] == 10
+    png, largest = difference_picture(projections["axial"], "axial")
     assert largest == 40.0
     picture = decoded(png)
     assert picture.max() == 255 and picture.min() == 0
-    assert decoded(difference_picture(original, original, "axial")[0]).max() == 0
+    same = difference_projections(original, original)
+    assert decoded(difference_picture(same["axial"], "axial")[0]).max() == 0

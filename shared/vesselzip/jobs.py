@@ -196,6 +196,9 @@ class CompressedUpload:
     image: ImageInfo
     compression: dict[str, Any]
     seconds: dict[str, float] = field(default_factory=dict)
+    # |decoded − original| projected per view (vesselzip.pictures), for the job's
+    # pictures: the original itself is not kept.
+    difference: bytes | None = None
     # Kept so a truth can be checked against the image's grid.
     shape: tuple[int, int, int] = (0, 0, 0)
     affine: np.ndarray = field(default_factory=lambda: np.eye(4))
@@ -217,6 +220,7 @@ def compress_upload(
     InvalidCodecConfigError for a bad codec configuration (checked first: it is cheap)."""
     from vesselzip.codecs import get_codec
     from vesselzip.container import read_blob_meta
+    from vesselzip.pictures import difference_projections, projections_to_bytes
     from vesselzip.roundtrip import encode_decode_measure
     from vesselzip.volumes import read_volume_file
 
@@ -236,6 +240,7 @@ def compress_upload(
         volume, codec, nifti_gz_nbytes=file.nbytes if file.gzip else None
     )
     blob, metrics = round_trip.blob, round_trip.metrics
+    difference = projections_to_bytes(difference_projections(volume.data, round_trip.decoded))
     encode_s, decode_s, measure_s = round_trip.encode_s, round_trip.decode_s, round_trip.measure_s
     del round_trip  # the decoded volume is not needed any more
     metrics["codec"] = codec.describe()
@@ -259,6 +264,7 @@ def compress_upload(
         image=image,
         compression=metrics,
         seconds=seconds,
+        difference=difference,
         shape=image.shape,
         affine=volume.affine,
     )
@@ -325,6 +331,8 @@ def run_job(
         with store.local_copy(spec.source_key) as source:
             compressed = compress_upload(source, spec.codec, filename=spec.image.filename)
         store.put_bytes(spec.blob_key, compressed.blob)
+        if compressed.difference is not None:
+            store.put_bytes(difference_key(spec.job_id), compressed.difference)
         compression = compressed.compression
         seconds["compress"] = time.perf_counter() - t0
 
@@ -430,6 +438,11 @@ def load_result(store: BlobStore, job_id: str) -> JobResult:
 
 def pictures_prefix(job_id: str) -> str:
     return f"pictures/{job_id}"
+
+
+def difference_key(job_id: str) -> str:
+    """|decoded − original| projected per view, written where the job was compressed."""
+    return f"{pictures_prefix(job_id)}/difference.npz"
 
 
 def delete_job_data(store: BlobStore, keys: list[str], job_id: str) -> None:

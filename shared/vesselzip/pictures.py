@@ -87,18 +87,53 @@ def mask_picture(
     return _png(_true_to_scale(np.rint(rgb).astype(np.uint8), axis, spacing))
 
 
+def difference_projections(
+    original: np.ndarray, decoded: np.ndarray, planes: int = 16
+) -> dict[str, np.ndarray]:
+    """The largest |decoded − original| along each ray of every view (float32), read a
+    few planes at a time: no full-size copy of the volume is made."""
+    sagittal = np.zeros(original.shape[1:], np.float32)
+    axial, coronal = [], []
+    for first in range(0, original.shape[0], planes):
+        part = slice(first, first + planes)
+        slab = np.abs(decoded[part].astype(np.float32) - original[part].astype(np.float32))
+        axial.append(slab.max(axis=2))
+        coronal.append(slab.max(axis=1))
+        np.maximum(sagittal, slab.max(axis=0), out=sagittal)
+    return {
+        "axial": np.concatenate(axial, axis=0),
+        "coronal": np.concatenate(coronal, axis=0),
+        "sagittal": sagittal,
+    }
+
+
+def projections_to_bytes(projections: dict[str, np.ndarray]) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    np.savez_compressed(
+        out,
+        axial=projections["axial"],
+        coronal=projections["coronal"],
+        sagittal=projections["sagittal"],
+    )
+    return out.getvalue()
+
+
+def projections_from_bytes(data: bytes) -> dict[str, np.ndarray]:
+    import io
+
+    with np.load(io.BytesIO(data)) as arrays:
+        return {view: arrays[view] for view in VIEWS}
+
+
 def difference_picture(
-    original: np.ndarray,
-    decoded: np.ndarray,
-    view: str,
-    spacing: tuple[float, ...] = (1.0, 1.0, 1.0),
+    projection: np.ndarray, view: str, spacing: tuple[float, ...] = (1.0, 1.0, 1.0)
 ) -> tuple[bytes, float]:
-    """PNG: the largest |decoded − original| along each ray of `view`, black (none) to
-    white (the largest anywhere); and that largest difference."""
-    axis = VIEWS[view]
-    difference = np.abs(decoded.astype(np.float64) - original.astype(np.float64)).max(axis=axis)
-    largest = float(difference.max()) if difference.size else 0.0
-    scaled = difference / largest if largest > 0 else difference
+    """PNG of one view of difference_projections, black (no difference) to white (the
+    largest anywhere in it); and that largest difference."""
+    largest = float(projection.max()) if projection.size else 0.0
+    scaled = projection / largest if largest > 0 else projection
     grey = (_oriented(scaled) * 255).astype(np.uint8)
     rgb = np.repeat(grey[..., None], 3, axis=2)
-    return _png(_true_to_scale(rgb, axis, spacing)), largest
+    return _png(_true_to_scale(rgb, VIEWS[view], spacing)), largest

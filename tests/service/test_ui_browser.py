@@ -218,15 +218,19 @@ def test_the_job_page_shows_metrics_pictures_and_downloads(service, browser, pha
     assert float(row["agreement.dice"]) == job["agreement"]["dice"]
 
 
-def test_an_upload_without_its_original_says_why_it_has_no_difference(service, browser, phantoms):
+def test_a_plain_upload_shows_its_difference_too(service, browser, phantoms):
+    """The original of an upload is not kept, but its difference projections are,
+    written where it was compressed."""
     from selenium.webdriver.common.by import By
 
     image, _ = phantoms[1]
     job_id = post_job(service.base_url, image, codec="zfp:rate=4").json()["id"]
     assert wait_for_job(service.base_url, job_id)["state"] == "finished"
     browser.get(f"{service.base_url}/ui/jobs/{job_id}")
-    assert "not kept" in browser.find_element(By.ID, "no-difference").text
-    assert shows_a_picture(browser, browser.find_element(By.ID, "mask-axial"))
+    for view in ("axial", "coronal", "sagittal"):
+        for kind in ("mask", "difference"):
+            assert shows_a_picture(browser, browser.find_element(By.ID, f"{kind}-{view}"))
+    assert not browser.find_elements(By.ID, "no-difference")
 
 
 def test_a_running_sweep_advances_without_reloading(private_stack, slow_phantom, browser):

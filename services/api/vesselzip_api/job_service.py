@@ -28,6 +28,7 @@ from vesselzip.jobs import (
     blob_key,
     compress_upload,
     delete_job_data,
+    difference_key,
     mask_key,
     new_job_id,
     prepare_truth,
@@ -155,6 +156,9 @@ class JobService:
 
             self.store.put_bytes(blob_key(job_id), compressed.blob)
             stored.append(blob_key(job_id))
+            if compressed.difference is not None:
+                self.store.put_bytes(difference_key(job_id), compressed.difference)
+                stored.append(difference_key(job_id))
             if truth_bytes is not None:
                 self.store.put_bytes(truth_key(job_id), truth_bytes)
                 stored.append(truth_key(job_id))
