@@ -153,6 +153,9 @@ def test_a_sweep_without_truths_reports_agreement(service, phantoms):
         assert row["n_scored"] == 0 and row["dice_mean"] is None
     markdown = httpx.get(f"{sweep.json()['url']}/tables", params={"format": "md"}, timeout=30)
     assert "Mean agreement Dice" in markdown.text
+    # Dice against CR becomes agreement against CR when there is no truth.
+    figure = httpx.get(f"{sweep.json()['url']}/figures/dice_vs_cr.png", timeout=60)
+    assert figure.status_code == 200 and figure.content.startswith(b"\x89PNG")
 
 
 def test_a_sweep_job_waits_for_its_baseline(private_stack, phantoms):

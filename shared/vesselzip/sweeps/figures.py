@@ -196,7 +196,9 @@ def _dice_vs_cr_plot(axes: Axes, rows: list[SettingRow]) -> None:
     if not points:
         if not any(r.group != "baseline" for r in rows):
             raise NotFoundError("the sweep has no compressed settings")
-        raise SweepNotReadyError("no job of a compressed setting with a truth has finished yet")
+        if any(r.agreement_dice_mean is not None for r in rows):
+            return _agreement_vs_cr_plot(axes, rows)
+        raise SweepNotReadyError("no job of a compressed setting has finished yet")
     reference = baseline.dice_mean if baseline is not None else None
     for index, (label, mine) in enumerate(_curves(points)):
         cr = [p[1] for p in mine]
@@ -227,6 +229,51 @@ def _dice_vs_cr_plot(axes: Axes, rows: list[SettingRow]) -> None:
     axes.legend(fontsize=6, ncol=2, loc="lower left")
     axes.set_title(
         "Mean Dice against CR per codec (bands: 95% CI of the paired ΔDice)", fontsize=10
+    )
+
+
+def _agreement_vs_cr_plot(axes: Axes, rows: list[SettingRow]) -> None:
+    """Without truths: mean agreement Dice (each mask against the same model's mask of
+    the uncompressed volume) against the pooled CR, one curve per codec and mode, each
+    with a band down to its lowest volume."""
+    from matplotlib.ticker import ScalarFormatter
+
+    points = [
+        (r, r.cr_pooled, r.agreement_dice_mean)
+        for r in rows
+        if r.group != "baseline" and r.cr_pooled and r.agreement_dice_mean is not None
+    ]
+    for index, (label, mine) in enumerate(_curves(points)):
+        (line,) = axes.plot(
+            [p[1] for p in mine],
+            [p[2] for p in mine],
+            _STYLES[index % len(_STYLES)],
+            label=label,
+            markersize=4,
+        )
+        band = [
+            (x, r.agreement_dice_min, y) for r, x, y in mine if r.agreement_dice_min is not None
+        ]
+        if band:
+            axes.fill_between(
+                [b[0] for b in band],
+                [b[1] for b in band],
+                [b[2] for b in band],
+                color=line.get_color(),
+                alpha=0.15,
+                linewidth=0,
+            )
+    axes.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="uncompressed")
+    axes.set_xscale("log")
+    axes.xaxis.set_major_formatter(ScalarFormatter())
+    axes.set_xlabel("compression ratio (pooled over volumes, log scale)")
+    axes.set_ylabel("mean agreement Dice (not accuracy)")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=6, ncol=2, loc="lower left")
+    axes.set_title(
+        "No truth: agreement with the uncompressed volume's mask against CR\n"
+        "(bands: down to the lowest volume)",
+        fontsize=10,
     )
 
 
