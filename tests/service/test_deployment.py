@@ -110,7 +110,7 @@ def test_dockerfile_installs_the_project_the_way_ci_does():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^test: lint$", makefile, re.M)
+    assert re.search(r"^test: lint browser$", makefile, re.M)  # browser: chromium for /ui/ tests
     assert re.search(r"^lint: install$", makefile, re.M)
     make = [shlex.split(run) for run in runs if run.startswith("make ")]
     assert len(make) == 1 and make[0][1] == "install"
