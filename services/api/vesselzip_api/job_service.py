@@ -37,7 +37,7 @@ from vesselzip.jobs import (
 from vesselzip.model_info import ModelInfo
 from vesselzip.settings import Settings
 from vesselzip.store import BlobStore
-from vesselzip.weights import model_name
+from vesselzip.weights import model_identity, model_name
 from vesselzip_api.access import check_access
 from vesselzip_api.downloads import Download, download_of
 from vesselzip_api.errors import JobNotReadyError
@@ -239,6 +239,17 @@ class JobService:
                 f"{', '.join(sorted(offered))}"
             )
         return offered.get(name)
+
+    def model_for_volumes(
+        self, requested: str | None, images: list[tuple[str, ImageInfo]]
+    ) -> tuple[str, str]:
+        """The model's name (the default when none is asked for) and identity (its
+        weights), once it is known to take every (name, image): for sweeps and tunings."""
+        model = model_name(requested or self.settings.default_model)
+        offered = self.check_model(model)
+        for what, image in images:
+            check_input(offered, image, what)
+        return model, model_identity(model, self.settings.checkpoint)
 
     def models(self) -> ModelList:
         offered = offered_models(self.redis)

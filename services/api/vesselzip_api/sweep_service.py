@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from redis import Redis
 
-from vesselzip.datasets import VolumeEntry, load_dataset
+from vesselzip.datasets import VolumeEntry
 from vesselzip.errors import LimitExceededError, NotFoundError
 from vesselzip.jobs import LOST, JobOutcome, JobSpec, JobState
 from vesselzip.settings import Settings
@@ -42,10 +42,8 @@ from vesselzip.sweeps import (
     sweep_summary,
     sweeps_over,
 )
-from vesselzip.weights import model_identity, model_name
 from vesselzip_api.access import check_access, sees_everything
-from vesselzip_api.errors import EmptyDatasetError
-from vesselzip_api.job_service import JobService, check_input
+from vesselzip_api.job_service import JobService
 from vesselzip_api.sweep_schemas import (
     CellFailure,
     SweepCreated,
@@ -56,7 +54,7 @@ from vesselzip_api.sweep_schemas import (
     SweepSummary,
     SweepTables,
 )
-from vesselzip_api.volume_jobs import volume_image, volume_job_spec
+from vesselzip_api.volume_jobs import dataset_to_run, volume_image, volume_job_spec
 from vesselzip_queue import queues
 from vesselzip_queue.state import find_jobs
 
@@ -83,10 +81,7 @@ class SweepService:
         """Queue a job per (volume, setting) unless one is queued, running or finished
         already. The same idempotency key (or, without one, the same dataset, grid and
         model) gives the same sweep; POSTing it again reruns only failed or lost jobs."""
-        dataset = load_dataset(self.store, request.dataset)
-        check_access(self.settings, dataset.owner, owner, f"dataset {dataset.id}")
-        if not dataset.volumes:
-            raise EmptyDatasetError(f"dataset {dataset.id} has no volumes yet")
+        dataset = dataset_to_run(self.store, self.settings, request.dataset, owner)
         grid = parse_grid(request.grid)
         n_jobs = len(dataset.volumes) * len(grid)
         if n_jobs > self.settings.max_sweep_jobs:
@@ -95,12 +90,10 @@ class SweepService:
                 f"included) make {n_jobs} jobs, more than VESSELZIP_MAX_SWEEP_JOBS "
                 f"({self.settings.max_sweep_jobs}) allows in a sweep"
             )
-        model = model_name(request.model or self.settings.default_model)
-        offered = self.jobs.check_model(model)
-        for volume in dataset.volumes:
-            check_input(offered, volume_image(volume), f"volume {volume.id}")
+        model, identity = self.jobs.model_for_volumes(
+            request.model, [(f"volume {v.id}", volume_image(v)) for v in dataset.volumes]
+        )
         # Results are reused by the weights behind the name, not by the name alone.
-        identity = model_identity(model, self.settings.checkpoint)
         fingerprints = [v.fingerprint for v in dataset.volumes]
         key = idempotency_key or default_idempotency_key(dataset.id, fingerprints, grid, identity)
         sweep_id = sweep_id_for(owner, key)

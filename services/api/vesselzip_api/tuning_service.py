@@ -37,10 +37,8 @@ from vesselzip.tunings import (
     search_axis,
     tuning_id_for,
 )
-from vesselzip.weights import model_identity, model_name
 from vesselzip_api.access import check_access, sees_everything
-from vesselzip_api.errors import EmptyDatasetError
-from vesselzip_api.job_service import JobService, check_input
+from vesselzip_api.job_service import JobService
 from vesselzip_api.tuning_schemas import (
     TuningCreated,
     TuningInferences,
@@ -51,7 +49,7 @@ from vesselzip_api.tuning_schemas import (
     TuningStatus,
     TuningSummary,
 )
-from vesselzip_api.volume_jobs import volume_image, volume_job_spec
+from vesselzip_api.volume_jobs import dataset_to_run, volume_image, volume_job_spec
 from vesselzip_queue import queues
 from vesselzip_queue.state import find_jobs
 
@@ -80,10 +78,7 @@ class TuningService:
     ) -> TuningCreated:
         """Store the tuning and queue its first jobs (the baselines), unless the same
         tuning exists: then rerun the jobs of it that failed or were cancelled."""
-        dataset = load_dataset(self.store, request.dataset)
-        check_access(self.settings, dataset.owner, owner, f"dataset {dataset.id}")
-        if not dataset.volumes:
-            raise EmptyDatasetError(f"dataset {dataset.id} has no volumes yet")
+        dataset = dataset_to_run(self.store, self.settings, request.dataset, owner)
         axis = search_axis(request.codec, request.range)
         has_truths = all(v.truth_key for v in dataset.volumes)
         score = (
@@ -102,11 +97,9 @@ class TuningService:
                 f"{len(dataset.volumes)} volumes x about {depth + 2} jobs each make more "
                 f"jobs than VESSELZIP_MAX_SWEEP_JOBS ({self.settings.max_sweep_jobs}) allows"
             )
-        model = model_name(request.model or self.settings.default_model)
-        offered = self.jobs.check_model(model)
-        for volume in dataset.volumes:
-            check_input(offered, volume_image(volume), f"volume {volume.id}")
-        identity = model_identity(model, self.settings.checkpoint)
+        model, identity = self.jobs.model_for_volumes(
+            request.model, [(f"volume {v.id}", volume_image(v)) for v in dataset.volumes]
+        )
         values = list(axis.values)
         key = idempotency_key or default_tuning_key(
             dataset.id,

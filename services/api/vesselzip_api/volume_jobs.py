@@ -5,8 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from vesselzip.datasets import VolumeEntry
+from vesselzip.datasets import Dataset, VolumeEntry, load_dataset
 from vesselzip.jobs import ImageInfo, JobSpec, blob_key
+from vesselzip.settings import Settings
+from vesselzip.store import BlobStore
+from vesselzip_api.access import check_access
+from vesselzip_api.errors import EmptyDatasetError
+
+
+def dataset_to_run(
+    store: BlobStore, settings: Settings, dataset_id: str, owner: str | None
+) -> Dataset:
+    """The dataset a sweep or tuning runs on, if `owner` may use it and it has volumes."""
+    dataset = load_dataset(store, dataset_id)
+    check_access(settings, dataset.owner, owner, f"dataset {dataset.id}")
+    if not dataset.volumes:
+        raise EmptyDatasetError(f"dataset {dataset.id} has no volumes yet")
+    return dataset
 
 
 def volume_image(volume: VolumeEntry) -> ImageInfo:

@@ -185,7 +185,6 @@ _STYLES = ("o-", "s-", "^-", "v-", "D-", "P-", "X-", "<-", ">-", "h-")
 def _dice_vs_cr_plot(axes: Axes, rows: list[SettingRow]) -> None:
     """Mean Dice against the pooled CR, one curve per codec and mode, each with the
     95 % CI of the paired ΔDice added to the uncompressed mean as its band."""
-    from matplotlib.ticker import ScalarFormatter
 
     baseline = next((r for r in rows if r.group == "baseline"), None)
     points = [
@@ -201,34 +200,18 @@ def _dice_vs_cr_plot(axes: Axes, rows: list[SettingRow]) -> None:
         raise SweepNotReadyError("no job of a compressed setting has finished yet")
     reference = baseline.dice_mean if baseline is not None else None
     for index, (label, mine) in enumerate(_curves(points)):
-        cr = [p[1] for p in mine]
-        dice = [p[2] for p in mine]
-        (line,) = axes.plot(cr, dice, _STYLES[index % len(_STYLES)], label=label, markersize=4)
+        band = []
         if reference is not None:
             band = [
                 (x, reference + r.delta_dice_ci_low, reference + r.delta_dice_ci_high)
                 for r, x, _ in mine
                 if r.delta_dice_ci_low is not None and r.delta_dice_ci_high is not None
             ]
-            if band:
-                axes.fill_between(
-                    [b[0] for b in band],
-                    [b[1] for b in band],
-                    [b[2] for b in band],
-                    color=line.get_color(),
-                    alpha=0.15,
-                    linewidth=0,
-                )
+        _curve_with_band(axes, index, label, mine, band)
     if reference is not None:
         axes.axhline(reference, color="0.3", linestyle="--", linewidth=1, label="uncompressed")
-    axes.set_xscale("log")
-    axes.xaxis.set_major_formatter(ScalarFormatter())
-    axes.set_xlabel("compression ratio (pooled over volumes, log scale)")
-    axes.set_ylabel("mean Dice")
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=6, ncol=2, loc="lower left")
-    axes.set_title(
-        "Mean Dice against CR per codec (bands: 95% CI of the paired ΔDice)", fontsize=10
+    _against_cr(
+        axes, "mean Dice", "Mean Dice against CR per codec (bands: 95% CI of the paired ΔDice)"
     )
 
 
@@ -236,7 +219,6 @@ def _agreement_vs_cr_plot(axes: Axes, rows: list[SettingRow]) -> None:
     """Without truths: mean agreement Dice (each mask against the same model's mask of
     the uncompressed volume) against the pooled CR, one curve per codec and mode, each
     with a band down to its lowest volume."""
-    from matplotlib.ticker import ScalarFormatter
 
     points = [
         (r, r.cr_pooled, r.agreement_dice_mean)
@@ -244,37 +226,50 @@ def _agreement_vs_cr_plot(axes: Axes, rows: list[SettingRow]) -> None:
         if r.group != "baseline" and r.cr_pooled and r.agreement_dice_mean is not None
     ]
     for index, (label, mine) in enumerate(_curves(points)):
-        (line,) = axes.plot(
-            [p[1] for p in mine],
-            [p[2] for p in mine],
-            _STYLES[index % len(_STYLES)],
-            label=label,
-            markersize=4,
-        )
         band = [
             (x, r.agreement_dice_min, y) for r, x, y in mine if r.agreement_dice_min is not None
         ]
-        if band:
-            axes.fill_between(
-                [b[0] for b in band],
-                [b[1] for b in band],
-                [b[2] for b in band],
-                color=line.get_color(),
-                alpha=0.15,
-                linewidth=0,
-            )
+        _curve_with_band(axes, index, label, mine, band)
     axes.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="uncompressed")
+    _against_cr(
+        axes,
+        "mean agreement Dice (not accuracy)",
+        "No truth: agreement with the uncompressed volume's mask against CR\n"
+        "(bands: down to the lowest volume)",
+    )
+
+
+def _curve_with_band(axes: Axes, index: int, label: str, mine: list, band: list) -> None:
+    """One codec's (row, CR, value) points as a curve, with (CR, low, high) shaded."""
+    (line,) = axes.plot(
+        [p[1] for p in mine],
+        [p[2] for p in mine],
+        _STYLES[index % len(_STYLES)],
+        label=label,
+        markersize=4,
+    )
+    if band:
+        axes.fill_between(
+            [b[0] for b in band],
+            [b[1] for b in band],
+            [b[2] for b in band],
+            color=line.get_color(),
+            alpha=0.15,
+            linewidth=0,
+        )
+
+
+def _against_cr(axes: Axes, ylabel: str, title: str) -> None:
+    """The axes of a plot against the pooled CR (log scale)."""
+    from matplotlib.ticker import ScalarFormatter
+
     axes.set_xscale("log")
     axes.xaxis.set_major_formatter(ScalarFormatter())
     axes.set_xlabel("compression ratio (pooled over volumes, log scale)")
-    axes.set_ylabel("mean agreement Dice (not accuracy)")
+    axes.set_ylabel(ylabel)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=6, ncol=2, loc="lower left")
-    axes.set_title(
-        "No truth: agreement with the uncompressed volume's mask against CR\n"
-        "(bands: down to the lowest volume)",
-        fontsize=10,
-    )
+    axes.set_title(title, fontsize=10)
 
 
 def _psnr_plot(axes: Axes, rows: list[SettingRow]) -> None:
