@@ -17,6 +17,8 @@ from vesselzip.model.inference import (
     InferenceConfig,
     count_windows,
     intensity_window,
+    mask_from_logits,
+    network_logits,
     predict_mask,
     preprocess,
     ras_grid,
@@ -233,6 +235,64 @@ def test_vessel_threshold_decides_on_the_vessel_probability(target_spacing):
         middle_planes = masks[threshold][middles]
         for plane, label in zip(middle_planes, labels, strict=True):
             assert np.all(plane == label), (threshold, labels)
+
+
+def test_probability_smoothing_steadies_a_ragged_rim():
+    """A slab whose vessel probability flips voxel by voxel around the threshold along
+    its rim: smoothed, the rim is the plane where the mean crosses it, whatever the
+    flips (two noise draws give the same mask), and the interior and the far ground
+    stay as they were."""
+    shape = (32, 24, 24)
+    depth = np.arange(shape[0], dtype=np.float32)[:, None, None]
+    # 0.95 inside, falling past depth 12; it crosses 0.5 between two planes.
+    ramp = np.clip(1.0 - (depth - 12.5) / 8.0, 0.05, 0.95)
+    masks = {}
+    for seed in (1, 2):
+        noise = np.random.default_rng(seed).normal(0.0, 0.12, shape).astype(np.float32)
+        image = np.broadcast_to(ramp, shape) + noise * (np.abs(ramp - 0.5) < 0.3)
+        for sigma in (0.0, 1.5):
+            config = InferenceConfig(
+                target_spacing=None,
+                window=(0.0, 1.0),
+                roi_size=16,
+                skip_air=False,
+                vessel_threshold=0.5,
+                probability_sigma=sigma,
+            )
+            masks[seed, sigma] = predict_mask(ProbabilityNet(), image, np.eye(4), config, CPU)
+    raw_change = (masks[1, 0.0] != masks[2, 0.0]).mean()
+    smoothed_change = (masks[1, 1.5] != masks[2, 1.5]).mean()
+    assert raw_change > 0.02 and smoothed_change < raw_change / 4
+    for sigma in (0.0, 1.5):
+        assert masks[1, sigma][:8].all() and not masks[1, sigma][24:].any()
+
+
+def test_masks_from_one_network_pass_equal_the_whole_pipeline():
+    truth = asymmetric_objects((40, 36, 24))
+    rng = np.random.default_rng(5)
+    image = (np.where(truth, 0.8, 0.3) + rng.normal(0, 0.1, truth.shape)).astype(np.float32)
+    affine = np.diag([0.5, 0.5, 0.7, 1.0])
+    base = InferenceConfig(target_spacing=(0.6, 0.6, 0.6), window=(0.0, 1.0), roi_size=16)
+    output = network_logits(ProbabilityNet(), image, affine, base, CPU)
+    for changes in (
+        {},
+        {"vessel_threshold": 0.7},
+        {"probability_sigma": 1.0, "vessel_threshold": 0.4},
+        {"clear_air": True, "min_piece_voxels": 30},
+    ):
+        config = replace(base, **changes)
+        expected = predict_mask(ProbabilityNet(), image, affine, config, CPU)
+        np.testing.assert_array_equal(mask_from_logits(output, config), expected)
+
+
+def test_probability_sigma_is_checked_and_kept():
+    for bad in (-0.5, 9.0):
+        with pytest.raises(ValueError, match="probability sigma"):
+            InferenceConfig(probability_sigma=bad)
+    config = InferenceConfig.from_dict({"probability_sigma": 0.75, "vessel_threshold": 0.5})
+    assert InferenceConfig.from_dict(config.to_dict()) == config
+    # Weights stored before the setting existed keep their masks: no smoothing.
+    assert InferenceConfig.from_dict({}).probability_sigma == 0.0
 
 
 def test_vessel_threshold_must_lie_between_zero_and_one():
@@ -495,3 +555,42 @@ def test_pieces_at_the_edge_of_the_view_are_kept_from_their_own_size():
     assert kept[5:35, 30:34, 30:34].all()
     plain = remove_small_pieces(mask.copy(), 400)
     assert not plain[0:6, 10:15, 10:15].any() and plain.sum() == 480
+
+
+def test_a_crop_set_in_air_keeps_the_same_edge_pieces_as_alone():
+    """The faces of the tissue box count as the edge of the view: the same pieces
+    survive the cleanup whether a crop is segmented alone or inside air."""
+    from vesselzip.model.foreground import remove_small_pieces
+
+    crop = np.zeros((40, 40, 40), np.uint8)
+    crop[0:6, 10:15, 10:15] = 1  # 150 voxels on the crop's first face
+    crop[20:26, 20:25, 20:25] = 1  # 150 voxels inside
+    alone = remove_small_pieces(crop.copy(), 400, edge_min_voxels=100)
+    around = np.zeros((90, 80, 70), np.uint8)
+    view = (slice(30, 70), slice(17, 57), slice(5, 45))
+    around[view] = crop
+    in_air = remove_small_pieces(around.copy(), 400, edge_min_voxels=100, view=view)
+    np.testing.assert_array_equal(in_air[view], alone)
+    assert in_air.sum() == alone.sum() == 150
+    # Without the view the piece is inside the array: it goes.
+    assert remove_small_pieces(around.copy(), 400, edge_min_voxels=100).sum() == 0
+
+
+@pytest.mark.parametrize("codes", ["RAS", "PSL", "LIA"])
+def test_the_tissue_box_maps_onto_the_input_array(codes):
+    from vesselzip.model.inference import box_on_input
+
+    affine = np.diag([0.5, 0.5, 1.0, 1.0])
+    data = np.zeros((40, 30, 20), np.float32)
+    data[5:25, 8:20, 3:15] = 1.0
+    stored, stored_affine = reoriented(data, affine, codes)
+    grid = ras_grid(stored.shape, stored_affine)
+    assert grid.ras_shape == data.shape
+    for network_shape in (data.shape, (80, 60, 40)):  # the network's grid, or twice as fine
+        scale = [n // d for n, d in zip(network_shape, data.shape, strict=True)]
+        spans = [(5, 25), (8, 20), (3, 15)]
+        box = tuple(slice(a * s, b * s) for (a, b), s in zip(spans, scale, strict=True))
+        view = box_on_input(box, network_shape, grid)
+        inside = np.zeros(stored.shape, bool)
+        inside[view] = True
+        np.testing.assert_array_equal(inside, stored > 0)

@@ -96,7 +96,7 @@ def test_train_stop_and_resume(dataset, tmp_path, capsys):
 
 def test_best_checkpoint_loads_as_network_and_segmenter(dataset, tmp_path):
     out = tmp_path / "run"
-    assert main(train_args(dataset, out, "--iterations", "2")) == 0
+    assert main(train_args(dataset, out, "--iterations", "2", "--probability-sigma", "0.5")) == 0
     best = out / "best.pt"
     network = load_network(best)
     assert network.feature_dims == (4, 8, 8, 16, 16)
@@ -121,6 +121,8 @@ def test_best_checkpoint_loads_as_network_and_segmenter(dataset, tmp_path):
     again = load_segmenter("mvn-checkpoint", checkpoint=shipped, device="cpu")
     assert next(again.network.parameters()).dtype == torch.float32
     assert again.config.vessel_threshold == chosen
+    # So does the smoothing the threshold was chosen with.
+    assert card["inference"]["probability_sigma"] == 0.5 == again.config.probability_sigma
 
 
 def test_no_calibrate_keeps_argmax(dataset, tmp_path):

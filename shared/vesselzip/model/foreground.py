@@ -214,12 +214,17 @@ def near_tissue(
 
 
 def remove_small_pieces(
-    mask: np.ndarray, min_voxels: int, edge_min_voxels: int | None = None
+    mask: np.ndarray,
+    min_voxels: int,
+    edge_min_voxels: int | None = None,
+    view: Sequence[slice] | None = None,
 ) -> np.ndarray:
     """`mask` (uint8 0/1) without its pieces (26-connectivity) under `min_voxels`
-    voxels, in place. With `edge_min_voxels`, a piece touching a face of the array is
-    kept from that size on: it may go on outside the field of view, where the rest of
-    it would make it large (a crop's cut vessel is a piece of a whole head's artery).
+    voxels, in place. With `edge_min_voxels`, a piece touching a face of the array (or
+    of `view`, the part of it that holds the tissue) is kept from that size on: it may
+    go on outside the field of view, where the rest of it would make it large (a crop's
+    cut vessel is a piece of a whole head's artery); a crop set in air has the faces
+    of its tissue box where it had those of its array.
     The same labelling as `connectivity_metrics`, so that the cleanup and the metric
     count pieces alike (MONAI's RemoveSmallObjects would sort the whole volume first to
     find its values, seconds on a whole head)."""
@@ -229,15 +234,11 @@ def remove_small_pieces(
     small = sizes < min_voxels
     if edge_min_voxels is not None:
         at_edge = np.zeros(len(sizes), dtype=bool)
-        for axis in range(labels.ndim):
-            for index in (0, -1):
-                at_edge[np.unique(np.take(labels, index, axis=axis))] = True
+        for part in (labels, labels if view is None else labels[tuple(view)]):
+            for axis in range(part.ndim):
+                for index in (0, -1):
+                    at_edge[np.unique(np.take(part, index, axis=axis))] = True
         small &= ~(at_edge & (sizes >= edge_min_voxels))
-    small[0] = False
-    mask[small[labels]] = 0
-    return mask
-    labels, sizes = piece_sizes(mask)
-    small = sizes < min_voxels
     small[0] = False
     mask[small[labels]] = 0
     return mask

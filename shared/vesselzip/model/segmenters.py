@@ -26,9 +26,11 @@ from vesselzip.model.baselines import FrangiConfig, frangi_mask
 from vesselzip.model.foreground import BLOCK
 from vesselzip.model.inference import (
     InferenceConfig,
+    NetworkLogits,
     Progress,
+    mask_from_logits,
+    network_logits,
     nifti_scaling,
-    predict_mask,
     resolve_device,
     voxel_spacing,
 )
@@ -104,8 +106,16 @@ class NetworkSegmenter(Segmenter):
         )
 
     def segment(self, volume, progress: Progress | None = None) -> np.ndarray:
+        mask = mask_from_logits(self.logits(volume, progress), self.config)
+        if progress is not None:
+            progress(1.0)
+        return mask
+
+    def logits(self, volume, progress: Progress | None = None) -> NetworkLogits:
+        """The network's output for `volume`, for `mask_from_logits` under any
+        threshold, smoothing or cleanup (a scan over settings runs the network once)."""
         with self._lock:
-            return predict_mask(
+            return network_logits(
                 self.network,
                 volume.data,
                 volume.affine,
