@@ -234,7 +234,7 @@ def remove_small_pieces(
     small = sizes < min_voxels
     if edge_min_voxels is not None:
         at_edge = np.zeros(len(sizes), dtype=bool)
-        for part in (labels, labels if view is None else labels[tuple(view)]):
+        for part in [labels] if view is None else [labels, labels[tuple(view)]]:
             for axis in range(part.ndim):
                 for index in (0, -1):
                     at_edge[np.unique(np.take(part, index, axis=axis))] = True

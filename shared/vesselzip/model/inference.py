@@ -478,7 +478,8 @@ def clean_mask(
         in_tissue = nib.orientations.apply_orientation(in_tissue, grid.from_ras)
         np.multiply(mask, in_tissue, out=mask, casting="unsafe")
     view = None
-    if config.skip_air and region is not None:
+    edge_rule = config.edge_piece_voxels is not None and config.min_piece_voxels > 1
+    if edge_rule and config.skip_air and region is not None:
         view = box_on_input(region.box, network_shape, grid)
     return remove_small_pieces(mask, config.min_piece_voxels, config.edge_piece_voxels, view)
 
@@ -488,19 +489,16 @@ def box_on_input(
 ) -> tuple[slice, ...]:
     """A box of the network's grid as slices of the input's own array (the voxels
     whose centres it covers, at least one per axis)."""
-    ras = []
-    for part, n_network, n in zip(box, network_shape, grid.ras_shape, strict=True):
+    spans: list[slice] = [slice(0)] * 3
+    for axis, (part, n_network, n) in enumerate(
+        zip(box, network_shape, grid.ras_shape, strict=True)
+    ):
         start = min(int(part.start * n / n_network), n - 1)
         stop = max(min(math.ceil(part.stop * n / n_network), n), start + 1)
-        ras.append((start, stop))
-    inside = np.zeros(grid.ras_shape, dtype=bool)
-    inside[tuple(slice(a, b) for a, b in ras)] = True
-    inside = nib.orientations.apply_orientation(inside, grid.from_ras)
-    spans = [
-        np.flatnonzero(inside.any(axis=tuple(a for a in range(3) if a != axis)))
-        for axis in range(3)
-    ]
-    return tuple(slice(int(span[0]), int(span[-1]) + 1) for span in spans)
+        # RAS axis `axis` is the input's axis `target`, reversed when flipped.
+        target, flip = int(grid.from_ras[axis, 0]), grid.from_ras[axis, 1] < 0
+        spans[target] = slice(n - stop, n - start) if flip else slice(start, stop)
+    return tuple(spans)
 
 
 @dataclass

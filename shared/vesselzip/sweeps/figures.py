@@ -185,7 +185,6 @@ _STYLES = ("o-", "s-", "^-", "v-", "D-", "P-", "X-", "<-", ">-", "h-")
 def _dice_vs_cr_plot(axes: Axes, rows: list[SettingRow]) -> None:
     """Mean Dice against the pooled CR, one curve per codec and mode, each with the
     95 % CI of the paired ΔDice added to the uncompressed mean as its band."""
-
     baseline = next((r for r in rows if r.group == "baseline"), None)
     points = [
         (r, r.cr_pooled, r.dice_mean)
@@ -219,7 +218,6 @@ def _agreement_vs_cr_plot(axes: Axes, rows: list[SettingRow]) -> None:
     """Without truths: mean agreement Dice (each mask against the same model's mask of
     the uncompressed volume) against the pooled CR, one curve per codec and mode, each
     with a band down to its lowest volume."""
-
     points = [
         (r, r.cr_pooled, r.agreement_dice_mean)
         for r in rows
